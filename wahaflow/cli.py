@@ -1,0 +1,48 @@
+"""The `wahaflow` console script: thin commands that call into the packages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _not_yet(name: str) -> int:
+    print(f"wahaflow {name}: not implemented yet", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wahaflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="embedded Postgres + simulator, full import through Dagster")
+    sync = sub.add_parser("sync", help="import from the configured WAHA through Dagster")
+    sync.add_argument("--full", action="store_true", help="re-fetch everything")
+    simulate = sub.add_parser("simulate", help="serve a WAHA-compatible API with a synthetic account")
+    simulate.add_argument("--preset", choices=["seed", "big", "huge"], default=None)
+    simulate.add_argument("--chats", type=int, default=None)
+    simulate.add_argument("--messages", type=int, default=None)
+    simulate.add_argument("--seed", type=int, default=None)
+    simulate.add_argument("--engine", choices=["WEBJS", "NOWEB", "GOWS"], default=None)
+    simulate.add_argument("--latency-ms", type=float, default=0.0)
+    simulate.add_argument("--fault-rate", type=float, default=0.0)
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=3000)
+    simulate.add_argument("--api-key", default=None)
+    webhook = sub.add_parser("webhook", help="serve the webhook receiver (POST /webhooks/waha)")
+    webhook.add_argument("--host", default=None)
+    webhook.add_argument("--port", type=int, default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "simulate":
+        from wahaflow.simulator.serve import main as simulate_main
+
+        return simulate_main(args)
+    return _not_yet(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""WAHA simulator: a deterministic synthetic account with ground truth, served over real HTTP."""

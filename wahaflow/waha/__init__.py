@@ -1,0 +1,1 @@
+"""WAHA client: HTTP, paging, retries, normalization into Polars frames."""

@@ -1,0 +1,1 @@
+"""Postgres: embedded server, schema and migrations, COPY loader, IO manager, resource."""

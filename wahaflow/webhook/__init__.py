@@ -1,0 +1,1 @@
+"""Webhook receiver (ASGI) and its durable inbox."""

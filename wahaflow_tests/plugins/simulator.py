@@ -1,0 +1,1 @@
+"""WAHA simulator fixtures (filled in by the simulator work)."""

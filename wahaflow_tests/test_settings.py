@@ -1,0 +1,21 @@
+from wahaflow.settings import Settings
+
+
+def test_defaults_follow_design(monkeypatch):
+    for var in ["WAHA_URL", "WAHA_API_KEY", "WAHA_SESSIONS", "WAHAFLOW_SCHEMA", "WAHAFLOW_CHUNK_SIZE"]:
+        monkeypatch.delenv(var, raising=False)
+    s = Settings(_env_file=None)
+    assert s.waha_url == "http://127.0.0.1:3000"
+    assert s.waha_sessions == ["default"]
+    assert s.db_schema == "wahaflow"
+    assert s.session_gap_seconds == 1800
+    assert s.chunk_size == 100
+
+
+def test_api_key_never_in_repr(monkeypatch):
+    monkeypatch.setenv("WAHA_API_KEY", "super-secret-key")
+    monkeypatch.setenv("WAHA_SESSIONS", "a, b ,,c")
+    s = Settings(_env_file=None)
+    assert "super-secret-key" not in repr(s)
+    assert s.api_key() == "super-secret-key"
+    assert s.waha_sessions == ["a", "b", "c"]
