@@ -1,0 +1,60 @@
+import polars as pl
+import pytest
+
+from wahaflow.chunks import assign_chunks, chunk_key, chunk_prefix
+
+REGISTERED = pl.DataFrame(schema={"waha_session": pl.String, "chat_id": pl.String, "chunk_key": pl.String})
+
+
+def _chats(session: str, ids: list[str]) -> pl.DataFrame:
+    return pl.DataFrame({"waha_session": [session] * len(ids), "chat_id": ids})
+
+
+def test_keys_are_ui_safe_and_sort_in_creation_order():
+    assert chunk_key("default", 7) == "default-00007"
+    assert chunk_prefix("a,b|c[d]...e f") == "a_b_c_d__.e_f"
+    assert "," not in chunk_prefix("x,y") and "..." not in chunk_prefix("x...y")
+    assert sorted([chunk_key("s", i) for i in (10, 2, 1)]) == [chunk_key("s", i) for i in (1, 2, 10)]
+
+
+def test_first_discovery_fills_chunks_in_chat_id_order():
+    chats = _chats("default", [f"{i:03d}@c.us" for i in range(250)][::-1])
+    out = assign_chunks(chats, REGISTERED, chunk_size=100)
+    counts = out.group_by("chunk_key").len().sort("chunk_key")
+    assert counts.to_dicts() == [
+        {"chunk_key": "default-00000", "len": 100},
+        {"chunk_key": "default-00001", "len": 100},
+        {"chunk_key": "default-00002", "len": 50},
+    ]
+    assert out.filter(pl.col("chunk_key") == "default-00000")["chat_id"].max() == "099@c.us"
+
+
+def test_new_chats_fill_newest_chunk_and_old_chats_never_move():
+    first = assign_chunks(_chats("default", [f"{i:03d}@c.us" for i in range(150)]), REGISTERED, 100)
+    registered = first.select("waha_session", "chat_id", "chunk_key")
+    # Chat list now also has 70 new chats, some sorting before the old ones.
+    again = _chats("default", [f"{i:03d}@c.us" for i in range(150)] + [f"x{i:03d}@c.us" for i in range(60)])
+    again = pl.concat([again, _chats("default", [f"0{i:03d}@c.us" for i in range(10)])])
+    out = assign_chunks(again, registered, 100)
+    assert out.height == 70
+    assert set(out["chat_id"]).isdisjoint(registered["chat_id"])
+    counts = dict(out.group_by("chunk_key").len().iter_rows())
+    assert counts == {"default-00001": 50, "default-00002": 20}
+
+
+def test_sessions_are_independent_and_assignment_is_deterministic():
+    chats = pl.concat([_chats("a", ["1@c.us", "2@c.us", "3@c.us"]), _chats("b", ["1@c.us"])])
+    out1 = assign_chunks(chats, REGISTERED, 2)
+    out2 = assign_chunks(chats.reverse(), REGISTERED, 2)
+    assert out1.equals(out2)
+    assert out1["chunk_key"].to_list() == ["a-00000", "a-00000", "a-00001", "b-00000"]
+
+
+def test_duplicate_chats_in_listing_are_assigned_once():
+    out = assign_chunks(_chats("a", ["1@c.us", "1@c.us"]), REGISTERED, 10)
+    assert out.height == 1
+
+
+def test_chunk_size_must_be_positive():
+    with pytest.raises(ValueError):
+        assign_chunks(_chats("a", ["1@c.us"]), REGISTERED, 0)
