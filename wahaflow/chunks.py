@@ -79,3 +79,22 @@ def assign_chunks(chats: pl.DataFrame, registered: pl.DataFrame, chunk_size: int
         .drop("chunk_index", "filled", "rank")
         .sort("chunk_key", "chat_id")
     )
+
+
+def register(
+    listed: pl.DataFrame, registered: pl.DataFrame, chunk_size: int
+) -> tuple[pl.DataFrame, list[str]]:
+    """The registry after a chat listing: (rows to merge into `chats`, chunk keys that are new).
+
+    `listed` is what WAHA lists now (CHATS columns, `chunk_key` empty). Known chats keep their chunk;
+    new chats are assigned by `assign_chunks`. The returned rows carry `chunk_key` for every listed
+    chat; `synced_until` is left null (the merge keeps the stored value).
+    """
+    listed = listed.unique(subset=["waha_session", "chat_id"], keep="last", maintain_order=True)
+    known = listed.drop("chunk_key").join(
+        registered.select("waha_session", "chat_id", "chunk_key"), on=["waha_session", "chat_id"], how="inner"
+    )
+    new = assign_chunks(listed.drop("chunk_key"), registered, chunk_size)
+    rows = pl.concat([known, new], how="diagonal_relaxed").select(listed.columns)
+    new_keys = sorted(set(new["chunk_key"].to_list()) - set(registered["chunk_key"].to_list()))
+    return rows.sort("chunk_key", "chat_id"), new_keys

@@ -19,7 +19,8 @@ CHATS = pl.Schema(
         "name": pl.String,
         "is_group": pl.Boolean,
         "chunk_key": pl.String,
-        "last_message_at": UTC_TIME,
+        "last_message_at": UTC_TIME,  # last activity as the chat list reports it
+        "synced_until": UTC_TIME,  # the `last_message_at` that the last successful fetch covered
     }
 )
 

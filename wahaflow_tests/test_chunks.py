@@ -58,3 +58,24 @@ def test_duplicate_chats_in_listing_are_assigned_once():
 def test_chunk_size_must_be_positive():
     with pytest.raises(ValueError):
         assign_chunks(_chats("a", ["1@c.us"]), REGISTERED, 0)
+
+
+def test_register_keeps_known_chunks_and_reports_new_keys():
+    from wahaflow import schemas
+    from wahaflow.chunks import register
+
+    def listed(ids):
+        return schemas.conform(_chats("default", ids).with_columns(pl.col("chat_id").alias("name")), schemas.CHATS)
+
+    rows, new_keys = register(listed(["a@c.us", "b@c.us", "c@c.us"]), REGISTERED, 2)
+    assert new_keys == ["default-00000", "default-00001"]
+    registered = rows.select("waha_session", "chat_id", "chunk_key")
+    rows2, new_keys2 = register(listed(["c@c.us", "b@c.us", "a@c.us", "d@c.us"]), registered, 2)
+    assert new_keys2 == []
+    assert dict(rows2.select("chat_id", "chunk_key").iter_rows()) == {
+        "a@c.us": "default-00000",
+        "b@c.us": "default-00000",
+        "c@c.us": "default-00001",
+        "d@c.us": "default-00001",
+    }
+    assert rows2.columns == list(schemas.CHATS)

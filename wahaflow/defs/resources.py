@@ -1,0 +1,45 @@
+"""Dagster resources: WAHA access and runtime settings, read from the environment at run time.
+
+Secrets never live in resource config: the WAHA API key is read from the environment variable
+named by `api_key_env`, so run config and the UI show only that name.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from wahaflow.settings import Settings, get_settings
+from wahaflow.waha.client import WahaClient
+
+
+class WahaResource(dg.ConfigurableResource):
+    """How to reach WAHA. Empty fields fall back to the settings of design.md §3."""
+
+    url: str = ""
+    sessions: str = ""
+    api_key_env: str = "WAHA_API_KEY"
+    concurrency: int = 0
+    timeout_seconds: float = 30.0
+    max_attempts: int = 6
+    max_retry_seconds: float = 120.0
+
+    def settings(self) -> Settings:
+        return get_settings()
+
+    def session_names(self) -> list[str]:
+        raw = self.sessions or ",".join(self.settings().waha_sessions)
+        return [s.strip() for s in raw.split(",") if s.strip()]
+
+    def client(self) -> WahaClient:
+        """A new client (use it as an async context manager)."""
+        settings = self.settings()
+        return WahaClient(
+            self.url or settings.waha_url,
+            os.environ.get(self.api_key_env) or None,
+            concurrency=self.concurrency or settings.waha_concurrency,
+            timeout=self.timeout_seconds,
+            max_attempts=self.max_attempts,
+            max_retry_seconds=self.max_retry_seconds,
+        )

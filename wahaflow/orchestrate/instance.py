@@ -1,0 +1,58 @@
+"""The Dagster instance of the `wahaflow` commands, kept in Postgres.
+
+With `DAGSTER_HOME` set, that instance is used as it is. Otherwise the commands keep a Dagster home
+under `WAHAFLOW_HOME/dagster` whose `dagster.yaml` stores runs, events and schedules in the
+warehouse's Postgres (dagster-postgres): the configured server by reference to
+`WAHAFLOW_DATABASE_URL` (so no secret is written to disk), or the embedded server.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from wahaflow.settings import Settings
+from wahaflow.warehouse.embedded import database_url
+
+INSTANCE_YAML = """\
+# Written by wahaflow: the Dagster instance of the `wahaflow` commands.
+storage:
+  postgres:
+    postgres_url: {postgres_url}
+concurrency:
+  pools:
+    default_limit: 4
+run_retries:
+  enabled: true
+  max_retries: 1
+  retry_on_asset_or_op_failure: false
+telemetry:
+  enabled: false
+"""
+
+
+def dagster_home(settings: Settings) -> Path:
+    """The Dagster home for this environment, created (with its dagster.yaml) when needed."""
+    configured = os.environ.get("DAGSTER_HOME")
+    if configured:
+        return Path(configured)
+    home = settings.home_dir / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    if settings.database_url is not None:
+        postgres_url = "{env: WAHAFLOW_DATABASE_URL}"
+    else:
+        postgres_url = f'"{database_url(settings)}"'
+    config = INSTANCE_YAML.format(postgres_url=postgres_url)
+    path = home / "dagster.yaml"
+    if not path.exists() or path.read_text() != config:
+        path.write_text(config)
+    return home
+
+
+def open_instance(settings: Settings) -> DagsterInstance:
+    """The persistent Dagster instance (the UI started with the same DAGSTER_HOME shows its runs)."""
+    home = dagster_home(settings)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return DagsterInstance.get()
