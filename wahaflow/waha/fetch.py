@@ -1,0 +1,253 @@
+"""The per-chunk fetch: all messages of a chunk's chats, in parallel, all or nothing.
+
+`fetch_chunk` pages every chat of the chunk concurrently through one `WahaClient` (bounded by its
+concurrency), under ONE frozen upper bound, and returns frames ready for the session rule and the
+warehouse: `messages` (MESSAGES; `session_id`/`chunk_key` null), `contacts` (seen in the messages),
+`rejects`, and the fetch's figures. If any chat fails for good, the whole fetch fails with an error
+naming that chat (the chunk run must commit all or nothing), and the other chats' requests are
+cancelled.
+
+`fetch_chats` and `fetch_contacts` read the chat list and the address book into frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from wahaflow.waha.client import WahaClient
+from wahaflow.waha.errors import WahaAuthError, WahaError, WahaFetchError, WahaSessionNotFound
+from wahaflow.waha.normalize import (
+    RAW_MESSAGES,
+    NormalizedChats,
+    Reject,
+    contacts_from_messages,
+    normalize_chats,
+    normalize_contacts,
+    normalize_ids,
+    normalize_messages,
+    rejects_frame,
+)
+from wahaflow.waha.paging import ChatMessages, default_until
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FetchStats:
+    """Figures of one chunk fetch. `per_chat` has `chat_id`, `waha_chat_id`, `messages`, `pages`,
+    `requests` (HTTP requests incl. retries) and `retries` per chat."""
+
+    requests: int = 0
+    retries: int = 0
+    bytes_received: int = 0
+    seconds: float = 0.0
+    until: float = 0.0
+    chats: int = 0
+    per_chat: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Plain numbers for run metadata."""
+        return {
+            "waha_requests": self.requests,
+            "waha_retries": self.retries,
+            "waha_bytes": self.bytes_received,
+            "fetch_seconds": round(self.seconds, 3),
+            "fetch_until": self.until,
+            "chats_fetched": self.chats,
+        }
+
+
+@dataclass
+class ChunkFetch:
+    """The result of `fetch_chunk`."""
+
+    messages: pl.DataFrame
+    contacts: pl.DataFrame
+    rejects: pl.DataFrame
+    stats: FetchStats
+
+
+def _since_of(chats: pl.DataFrame, since: Mapping[str, float | None] | None) -> list[float | None]:
+    """Per-row lower bounds: the `since` mapping (by chat_id or waha_chat_id), else a `since` column."""
+    if "since" in chats.columns:
+        column = chats.get_column("since")
+        if column.dtype.is_temporal():
+            column = column.dt.epoch("s")
+        values: list[float | None] = column.to_list()
+    else:
+        values = [None] * chats.height
+    if since:
+        keys = chats.get_column("chat_id").to_list()
+        raw_keys = chats.get_column("waha_chat_id").to_list() if "waha_chat_id" in chats.columns else keys
+        values = [
+            since[k] if k in since else since.get(r, v)
+            for k, r, v in zip(keys, raw_keys, values, strict=True)
+        ]
+    return values
+
+
+async def fetch_chunk(
+    client: WahaClient,
+    waha_session: str,
+    me_id: str | None,
+    chats: pl.DataFrame,
+    *,
+    since: Mapping[str, float | None] | None = None,
+    until: float | None = None,
+    page_size: int | None = None,
+) -> ChunkFetch:
+    """Fetch the messages of every chat in `chats` (CHATS rows: `chat_id` and `waha_chat_id`, the id
+    used in request paths; an optional `since` column of unix seconds or datetimes) in parallel.
+
+    `since` (optional, by `chat_id`) overrides per-chat lower bounds (inclusive; None = whole history);
+    `until` is the ONE frozen upper bound of the whole fetch (default now - 1 s). `me_id` is the
+    session's own id, the sender of its own messages.
+    """
+    started = time.monotonic()
+    before = client.stats.snapshot()
+    until = default_until() if until is None else until
+    chat_ids: list[str] = chats.get_column("chat_id").to_list()
+    path_ids: list[str] = (
+        chats.get_column("waha_chat_id").fill_null(chats.get_column("chat_id")).to_list()
+        if "waha_chat_id" in chats.columns
+        else chat_ids
+    )
+    lower = _since_of(chats, since)
+
+    async def one(index: int) -> ChatMessages:
+        return await client.chat_messages(
+            waha_session, path_ids[index], since=lower[index], until=until, page_size=page_size
+        )
+
+    tasks = [asyncio.create_task(one(i), name=f"waha-chat-{chat_ids[i]}") for i in range(len(chat_ids))]
+    results = await _all_or_nothing(tasks, chat_ids, waha_session)
+
+    raw = _chunk_frame(path_ids, results)
+    messages = normalize_messages(raw, waha_session=waha_session, me_id=me_id)
+    contacts = contacts_from_messages(
+        raw, waha_session=waha_session, me_id=me_id, chat_ids=chat_ids, messages=messages
+    )
+    if messages.get_column("message_id").n_unique() < messages.height:
+        # boundary seconds are read twice by design; the latest copy of a message wins
+        messages = messages.unique(subset="message_id", keep="last", maintain_order=True)
+    rejects: list[Reject] = [rej for r in results for rej in r.rejects]
+
+    done = client.stats.minus(before)
+    counts = dict(raw.select("_path", "id").unique().group_by("_path").len().iter_rows())
+    per_chat = pl.DataFrame(
+        {
+            "chat_id": chat_ids,
+            "waha_chat_id": path_ids,
+            "messages": [counts.get(p, 0) for p in path_ids],
+            "pages": [r.pages for r in results],
+            "requests": [r.requests for r in results],
+            "retries": [r.retries for r in results],
+        },
+        schema={
+            "chat_id": pl.String,
+            "waha_chat_id": pl.String,
+            "messages": pl.Int64,
+            "pages": pl.Int64,
+            "requests": pl.Int64,
+            "retries": pl.Int64,
+        },
+    )
+    stats = FetchStats(
+        requests=done.requests,
+        retries=done.retries,
+        bytes_received=done.bytes_received,
+        seconds=time.monotonic() - started,
+        until=until,
+        chats=len(chat_ids),
+        per_chat=per_chat,
+    )
+    return ChunkFetch(
+        messages=messages,
+        contacts=contacts,
+        rejects=rejects_frame(rejects, waha_session=waha_session),
+        stats=stats,
+    )
+
+
+def _chunk_frame(path_ids: list[str], results: list[ChatMessages]) -> pl.DataFrame:
+    """Every chat's pages in one frame (`RAW_MESSAGES` plus `chat_id`, normalized from the id used
+    in the request path, and `_path`, that id). Boundary seconds appear twice (de-duplicated later)."""
+    frames: list[pl.DataFrame] = []
+    owners: list[str] = []
+    for path_id, result in zip(path_ids, results, strict=True):
+        pages = result.frames if result.trusted else [result.raw]  # untrusted: filtered to the window
+        for frame in pages:
+            if frame.height:
+                frames.append(frame)
+                owners.append(path_id)
+    if not frames:
+        return pl.DataFrame(schema={**RAW_MESSAGES, "chat_id": pl.String, "_path": pl.String})
+    paths = pl.DataFrame({"_path": owners, "n": [f.height for f in frames]}).select(
+        pl.col("_path").repeat_by("n").explode()
+    )
+    raw = pl.concat(frames, how="vertical").with_columns(paths.to_series())
+    return raw.with_columns(normalize_ids(raw.get_column("_path")).alias("chat_id"))
+
+
+async def _all_or_nothing(
+    tasks: list[asyncio.Task[ChatMessages]], chat_ids: list[str], waha_session: str
+) -> list[ChatMessages]:
+    """Await every task; on the first failure cancel the rest and raise an error naming the chat."""
+    if not tasks:
+        return []
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    failed = [
+        (i, t.exception()) for i, t in enumerate(tasks) if t.done() and not t.cancelled() and t.exception()
+    ]
+    if failed:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        index, exc = failed[0]
+        if isinstance(exc, WahaAuthError | WahaSessionNotFound):
+            raise exc
+        chat_id = chat_ids[index]
+        message = f"fetching the messages of chat {chat_id} (WAHA session {waha_session!r}) failed: {exc}"
+        if isinstance(exc, WahaError):
+            raise WahaFetchError(message, chat_id=chat_id, status=exc.status, source=exc.source) from exc
+        raise WahaFetchError(message, chat_id=chat_id) from exc
+    return [t.result() for t in tasks]
+
+
+async def fetch_chats(
+    client: WahaClient, waha_session: str, *, overview: bool = False, include_status: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame, NormalizedChats]:
+    """The session's chats as (CHATS frame, REJECTS frame, details incl. skipped chats).
+
+    Reads `GET /api/{session}/chats` (or `/chats/overview` with `overview=True`).
+    """
+    if overview:
+        items = await client.chats_overview(waha_session)
+        source = f"GET /api/{waha_session}/chats/overview"
+    else:
+        items = await client.chats(waha_session)
+        source = f"GET /api/{waha_session}/chats"
+    normalized = normalize_chats(
+        items, waha_session=waha_session, source=source, include_status=include_status
+    )
+    return normalized.chats, rejects_frame(normalized.rejects, waha_session=waha_session), normalized
+
+
+async def fetch_contacts(client: WahaClient, waha_session: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The session's address book as (CONTACTS frame, REJECTS frame)."""
+    items = await client.contacts(waha_session)
+    contacts, rejects = normalize_contacts(items, waha_session=waha_session, source="GET /api/contacts/all")
+    return contacts, rejects_frame(rejects, waha_session=waha_session)

@@ -1,0 +1,167 @@
+"""Message history paging that survives every engine: keyset by time, newest first (waha-api.md §3).
+
+Offset paging loses or repeats messages (offset drift while messages arrive or get revoked,
+same-second ties without a stable order, WEBJS loading history in batches and ignoring `sortOrder`,
+WEBJS short pages before the end). Instead, for one chat:
+
+1. the window is `[gte, lte]` with `lte` FROZEN at the start (`until`, default now - 1 s) and
+   `gte` = `since` (inclusive) or 1 (with `gte >= 1` WEBJS keeps loading history until the page is
+   full, so a short page really is the end);
+2. each request is `sortBy=timestamp&sortOrder=desc&limit=<page_size>&offset=0&downloadMedia=false`;
+3. a page shorter than `limit` ends the chat; otherwise the next page sets `lte` to the oldest
+   timestamp seen in the page (inclusive: the boundary second is read again) and the results are
+   de-duplicated by message id;
+4. a full page whose messages all lie in the boundary second (more same-second messages than the
+   limit) doubles the limit for that second instead of looping; the limit returns to `page_size`
+   once past it;
+5. the server's order is not trusted blindly: "oldest" is computed from the data, and a full page
+   that is not newest-first or holds messages outside the window (a server ignoring sort or filters)
+   switches the chat to reading the same window with a doubled limit until a page is short, then
+   keeps only the messages inside the window;
+6. WEBJS answers 500 "Cannot read properties of undefined (reading 't')" when no message it has
+   loaded lies in the window (`WebjsClientCore.getMessages` reads `.t` of an empty list). History is
+   loaded newest first, so with the frozen `lte` in the past this means the window is empty: the
+   crash is treated as an empty page instead of failing the chat on every run.
+
+A chat with fewer than `page_size` messages costs exactly one request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import cached_property, partial
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from wahaflow.waha.errors import WahaEmptyWindowCrash
+from wahaflow.waha.normalize import RAW_MESSAGES, MessagePage, Reject, parse_message_page
+
+if TYPE_CHECKING:
+    from wahaflow.waha.client import WahaClient
+
+log = logging.getLogger(__name__)
+
+
+def default_until() -> int:
+    """The default frozen upper bound: now minus one second (the current second may still fill up)."""
+    return int(time.time()) - 1
+
+
+def _param(value: float) -> int | float:
+    """A bound as a query value: integral seconds without a trailing `.0`."""
+    return int(value) if float(value).is_integer() else value
+
+
+@dataclass
+class ChatMessages:
+    """One chat's pages (frames of schema `RAW_MESSAGES`), its malformed items, the pages requested
+    and the HTTP requests made (retries included). `raw` is the chat's messages within the window,
+    de-duplicated by id; `fetch_chunk` reads `frames` directly and de-duplicates once per chunk."""
+
+    frames: list[pl.DataFrame] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    since: float | None = None
+    until: float = 0
+    trusted: bool = True  # False: the server ignored filters or order; `frames` may hold extra rows
+
+    @cached_property
+    def raw(self) -> pl.DataFrame:
+        """The chat's messages with `since <= timestamp <= until`, one row per id."""
+        if not self.frames:
+            return pl.DataFrame(schema=RAW_MESSAGES)
+        frame = pl.concat(self.frames, how="vertical") if len(self.frames) > 1 else self.frames[0]
+        return window(frame, self.since, self.until).unique(subset="id", keep="last", maintain_order=True)
+
+
+def window(frame: pl.DataFrame, since: float | None, until: float) -> pl.DataFrame:
+    """The rows of `frame` with `since <= timestamp <= until`."""
+    inside = pl.col("timestamp") <= float(until)
+    if since is not None:
+        inside &= pl.col("timestamp") >= float(since)
+    return frame.filter(inside)
+
+
+async def fetch_chat_messages(
+    client: WahaClient,
+    session: str,
+    chat_id: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    page_size: int | None = None,
+) -> ChatMessages:
+    """Every message of `chat_id` (the id as listed, used in the path) with `since <= timestamp <=
+    until` (unix seconds, both inclusive; `until` defaults to now - 1 s, frozen for the whole fetch)."""
+    from wahaflow.waha.client import CallStats
+
+    page_size = page_size or client.page_size
+    until = default_until() if until is None else until
+    low = max(1.0, float(since)) if since is not None else 1.0
+    high = float(until)
+    result = ChatMessages(since=since, until=until)
+    if low > high:
+        return result
+
+    path = client.path("api", session, "chats", chat_id, "messages")
+    source = f"GET /api/{session}/chats/{chat_id}/messages"
+    parse = partial(parse_message_page, source=source)
+    call = CallStats()
+    limit = page_size
+    while True:
+        params = {
+            "sortBy": "timestamp",
+            "sortOrder": "desc",
+            "limit": limit,
+            "offset": 0,
+            "downloadMedia": "false",
+            "filter.timestamp.gte": _param(low),
+            "filter.timestamp.lte": _param(high),
+        }
+        try:
+            page = await client.get(path, params, parse=parse, source=source, call=call)
+        except WahaEmptyWindowCrash:
+            # WEBJS found nothing in [gte, lte] among what it loaded (module docstring, point 6)
+            log.info("%s: WEBJS reports an empty window [%s, %s]", source, _param(low), _param(high))
+            page = MessagePage(frame=pl.DataFrame(schema=RAW_MESSAGES), count=0)
+        result.pages += 1
+        if page.frame.height:
+            result.frames.append(page.frame)
+        result.rejects.extend(page.rejects)
+        if page.count < limit:
+            break  # short page: nothing older in the window
+        stamps = page.frame.get_column("timestamp")
+        if result.trusted and not _window_and_order_honoured(stamps, low, high):
+            result.trusted = False
+            log.warning(
+                "%s: the server ignores the timestamp filters or the newest-first order; "
+                "reading the window [%s, %s] with a growing limit instead",
+                source,
+                _param(low),
+                _param(high),
+            )
+        oldest = stamps.min()
+        if not result.trusted or oldest is None or oldest >= high:  # type: ignore[operator]
+            limit *= 2  # a full page in one second (or an untrusted server): widen, don't loop
+            continue
+        high = float(oldest)  # type: ignore[arg-type]
+        limit = page_size
+    result.requests = call.requests
+    result.retries = call.retries
+    return result
+
+
+def _window_and_order_honoured(stamps: pl.Series, low: float, high: float) -> bool:
+    """True if every timestamp lies in `[low, high]` and the page is newest-first (ties allowed)."""
+    if stamps.is_empty():
+        return True
+    return bool(
+        stamps.min() >= low  # type: ignore[operator]
+        and stamps.max() <= high  # type: ignore[operator]
+        and stamps.is_sorted(descending=True)
+    )
