@@ -7,11 +7,6 @@ import sys
 from collections.abc import Sequence
 
 
-def _not_yet(name: str) -> int:
-    print(f"wahaflow {name}: not implemented yet", file=sys.stderr)
-    return 2
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wahaflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,7 +36,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from wahaflow.simulator.serve import main as simulate_main
 
         return simulate_main(args)
-    return _not_yet(args.command)
+    if args.command == "sync":
+        from wahaflow.orchestrate.commands import sync_command
+
+        return sync_command(full=args.full)
+    if args.command == "demo":
+        from wahaflow.orchestrate.commands import demo_command
+
+        return demo_command()
+    from wahaflow.webhook.serve import main as webhook_main
+
+    return webhook_main(args)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,15 @@ import time
 from dataclasses import dataclass, field
 
 import polars as pl
+import psycopg
 
 from wahaflow import schemas
+from wahaflow.chunks import register
 from wahaflow.sessions import derive_sessions
-from wahaflow.warehouse.loader import TableWrite
+from wahaflow.waha.client import WahaClient
+from wahaflow.waha.fetch import fetch_chats, fetch_chunk, fetch_contacts
+from wahaflow.warehouse import reads
+from wahaflow.warehouse.writes import TableWrite
 
 
 @dataclass
@@ -37,12 +42,7 @@ class ChunkBatch:
             TableWrite("chats", self.chats, mode="merge"),
             TableWrite("contacts", self.contacts, mode="merge", keep_existing_on_null=True),
             TableWrite("messages", self.messages, mode="merge"),
-            TableWrite(
-                "sessions",
-                self.sessions,
-                mode="replace",
-                replace_scope=self.touched_chats,
-            ),
+            TableWrite("sessions", self.sessions, mode="replace", replace_scope=("waha_session", "chat_id")),
             TableWrite("rejects", self.rejects, mode="merge"),
         ]
 
@@ -124,3 +124,101 @@ def assemble(
         chats=schemas.conform(synced, schemas.CHATS),
         stats={"sessionize_seconds": time.perf_counter() - started},
     )
+
+
+@dataclass
+class Discovery:
+    """What one chat listing changed in the registry."""
+
+    chats: pl.DataFrame  # every listed chat with its chunk (CHATS schema)
+    new_chunk_keys: list[str]
+    contacts: pl.DataFrame
+    rejects: pl.DataFrame
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def writes(self) -> list[TableWrite]:
+        return [
+            TableWrite("chats", self.chats, mode="merge", keep_existing_on_null=True),
+            TableWrite("contacts", self.contacts, mode="merge", keep_existing_on_null=True),
+            TableWrite("rejects", self.rejects, mode="merge"),
+        ]
+
+
+async def discover(
+    client: WahaClient, sessions: list[str], registered: pl.DataFrame, chunk_size: int
+) -> Discovery:
+    """List every session's chats and address book; assign new chats to chunks."""
+    started = time.perf_counter()
+    before = client.stats.snapshot()
+    chats, contacts, rejects = [], [], []
+    for waha_session in sessions:
+        listed, chat_rejects, _ = await fetch_chats(client, waha_session)
+        book, book_rejects = await fetch_contacts(client, waha_session)
+        chats.append(listed)
+        contacts.append(book)
+        rejects.extend([chat_rejects, book_rejects])
+    listed_all = pl.concat([schemas.conform(c, schemas.CHATS) for c in chats])
+    rows, new_keys = register(listed_all, registered, chunk_size)
+    done = client.stats.minus(before)
+    return Discovery(
+        chats=schemas.conform(rows, schemas.CHATS),
+        new_chunk_keys=new_keys,
+        contacts=schemas.conform(pl.concat(contacts, how="diagonal_relaxed"), schemas.CONTACTS).unique(
+            subset=["waha_session", "contact_id"], keep="last", maintain_order=True
+        ),
+        rejects=schemas.conform(pl.concat(rejects, how="diagonal_relaxed"), schemas.REJECTS),
+        stats={"seconds": time.perf_counter() - started, "requests": done.requests, "retries": done.retries},
+    )
+
+
+async def import_chunks(
+    client: WahaClient,
+    conn: psycopg.Connection,
+    db_schema: str,
+    chunk_keys: list[str],
+    *,
+    gap_seconds: int,
+    full: bool = False,
+    until: float | None = None,
+) -> ChunkBatch:
+    """Fetch and assemble the chunks `chunk_keys` (one run): nothing is written here."""
+    started = time.perf_counter()
+    registry = reads.chats_in_chunks(conn, db_schema, chunk_keys)
+    state = reads.chat_state(conn, db_schema, chunk_keys)
+    planned = plan_fetch(registry, state, gap_seconds, full=full)
+    fetched, contacts, rejects, fetch_stats = [], [], [], []
+    for waha_session in planned["waha_session"].unique(maintain_order=True).to_list():
+        session_chats = planned.filter(pl.col("waha_session") == waha_session)
+        me = await client.session_info(waha_session)
+        result = await fetch_chunk(client, waha_session, me.me_id, session_chats, until=until)
+        fetched.append(result.messages)
+        contacts.append(result.contacts)
+        rejects.append(result.rejects)
+        fetch_stats.append(result.stats)
+    stored = reads.messages_of_chats(conn, db_schema, planned.select("waha_session", "chat_id"))
+    batch = assemble(
+        chunk_keys,
+        planned,
+        _concat(fetched, schemas.MESSAGES),
+        stored,
+        _concat(contacts, schemas.CONTACTS),
+        _concat(rejects, schemas.REJECTS),
+        gap_seconds,
+    )
+    batch.stats.update(
+        chats_planned=planned.height,
+        chats_registered=registry.height,
+        messages_fetched=sum(f.height for f in fetched),
+        messages_stored_before=stored.height,
+        waha_requests=sum(s.requests for s in fetch_stats),
+        waha_retries=sum(s.retries for s in fetch_stats),
+        fetch_seconds=sum(s.seconds for s in fetch_stats),
+        seconds=time.perf_counter() - started,
+    )
+    return batch
+
+
+def _concat(frames: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame:
+    if not frames:
+        return schemas.empty(schema)
+    return pl.concat([schemas.conform(f, schema) for f in frames])

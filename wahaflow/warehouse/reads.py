@@ -112,3 +112,25 @@ def messages_of_chats(conn: psycopg.Connection, db_schema: str, chats: pl.DataFr
     )
     params = {"sessions": chats["waha_session"].to_list(), "chats": chats["chat_id"].to_list()}
     return read_frame(conn, query, schemas.MESSAGES, params)
+
+
+def stale_chunks(conn: psycopg.Connection, db_schema: str) -> list[str]:
+    """Chunks with a chat never synced, or with activity after what its last fetch covered."""
+    query = sql.SQL(
+        "SELECT DISTINCT chunk_key FROM {chats} WHERE chunk_key IS NOT NULL AND (synced_until IS NULL "
+        "OR last_message_at IS NULL OR last_message_at > synced_until) ORDER BY chunk_key"
+    ).format(chats=sql.Identifier(db_schema, "chats"))
+    return [row[0] for row in conn.execute(query).fetchall()]
+
+
+def table_counts(conn: psycopg.Connection, db_schema: str) -> dict[str, int]:
+    """Row counts of the warehouse tables, plus duplicate messages (must be 0)."""
+    counts: dict[str, int] = {}
+    for table in ("chats", "contacts", "messages", "sessions", "rejects"):
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(db_schema, table))
+        counts[table] = int(conn.execute(query).fetchone()[0])
+    duplicates = sql.SQL("SELECT count(*) - count(DISTINCT (waha_session, message_id)) FROM {}").format(
+        sql.Identifier(db_schema, "messages")
+    )
+    counts["duplicates"] = int(conn.execute(duplicates).fetchone()[0])
+    return counts

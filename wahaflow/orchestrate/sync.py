@@ -1,0 +1,180 @@
+"""`wahaflow sync`: discover chats, then materialize every missing or stale chunk through Dagster.
+
+Runs execute in this process (no process launch per chunk) against the persistent Dagster instance,
+so the UI shows them like any other run. Chunks are batched into ranged runs of up to
+`CHUNKS_PER_RUN` partitions; a failed run names its chunks and how to re-run just those.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from wahaflow.defs.assets import CHUNKS_PER_RUN
+from wahaflow.defs.partitions import chat_chunks
+from wahaflow.settings import Settings
+from wahaflow.warehouse import reads
+from wahaflow.warehouse.resource import PostgresResource
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+# The terminal shows progress; Dagster's own event log stays in the instance (and the UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class SyncReport:
+    """What a sync did."""
+
+    chunks_total: int = 0
+    chunks_run: list[str] = field(default_factory=list)
+    failed_chunks: list[str] = field(default_factory=list)
+    failed_runs: list[str] = field(default_factory=list)
+    registry_failed: bool = False
+    messages_fetched: int = 0
+    waha_requests: int = 0
+    seconds: float = 0.0
+    totals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.registry_failed or self.failed_chunks)
+
+
+def batches(all_keys: Sequence[str], wanted: Sequence[str], size: int) -> list[list[str]]:
+    """Split `wanted` into runs of at most `size` keys that are contiguous in `all_keys`' order."""
+    wanted_set = set(wanted)
+    ordered = [k for k in all_keys if k in wanted_set]
+    position = {k: i for i, k in enumerate(all_keys)}
+    out: list[list[str]] = []
+    for key in ordered:
+        current = out[-1] if out else None
+        if current and len(current) < size and position[key] == position[current[-1]] + 1:
+            current.append(key)
+        else:
+            out.append([key])
+    return out
+
+
+def partition_tags(keys: Sequence[str]) -> dict[str, str]:
+    """Run tags that target `keys` (contiguous in the instance's key order)."""
+    if len(keys) == 1:
+        return {"dagster/partition": keys[0]}
+    return {RANGE_START: keys[0], RANGE_END: keys[-1]}
+
+
+def _load_definitions() -> dg.Definitions:
+    from wahaflow.defs.definitions import defs
+
+    return defs
+
+
+def _metadata_value(result: dg.ExecuteInProcessResult, key: str) -> int:
+    for event in result.get_asset_materialization_events():
+        value = event.materialization.metadata.get(key)
+        if value is not None:
+            return int(value.value)
+    return 0
+
+
+def run_sync(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    *,
+    full: bool = False,
+    chunks_per_run: int = CHUNKS_PER_RUN,
+    console: Console | None = None,
+) -> SyncReport:
+    """Discover chats, then import the chunks that need it; returns the report (never raises on a
+    failed chunk: the report says which failed)."""
+    console = console or Console(stderr=True)
+    defs = _load_definitions()
+    report = SyncReport()
+    started = time.perf_counter()
+
+    console.print("[bold]Discovering chats[/bold] …")
+    registry = defs.resolve_job_def("registry_job").execute_in_process(
+        instance=instance, run_config=QUIET, raise_on_error=False
+    )
+    if not registry.success:
+        report.registry_failed = True
+        report.failed_runs.append(registry.run_id)
+        report.seconds = time.perf_counter() - started
+        return report
+    report.waha_requests += _metadata_value(registry, "waha_requests")
+
+    all_keys = instance.get_dynamic_partitions(chat_chunks.name)
+    postgres = PostgresResource(db_schema=settings.db_schema)
+    with postgres.connect() as conn:
+        wanted = all_keys if full else reads.stale_chunks(conn, postgres.db_schema)
+    runs = batches(all_keys, wanted, chunks_per_run)
+    report.chunks_total = len(all_keys)
+    job = defs.resolve_job_def("chunk_import_job")
+    run_config = {"ops": {"chunk_import": {"config": {"full": full}}}, **QUIET}
+
+    columns = (
+        TextColumn("[bold]Importing chunks"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[messages]:,} messages, {task.fields[rate]:,.0f}/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("chunks", total=sum(len(r) for r in runs), messages=0, rate=0.0)
+        for keys in runs:
+            result = job.execute_in_process(
+                instance=instance, tags=partition_tags(keys), run_config=run_config, raise_on_error=False
+            )
+            report.chunks_run.extend(keys)
+            if result.success:
+                report.messages_fetched += _metadata_value(result, "messages_fetched")
+                report.waha_requests += _metadata_value(result, "waha_requests")
+            else:
+                report.failed_chunks.extend(keys)
+                report.failed_runs.append(result.run_id)
+            elapsed = time.perf_counter() - started
+            progress.update(
+                task,
+                advance=len(keys),
+                messages=report.messages_fetched,
+                rate=report.messages_fetched / elapsed if elapsed else 0.0,
+            )
+
+    with postgres.connect() as conn:
+        report.totals = reads.table_counts(conn, postgres.db_schema)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def print_report(report: SyncReport, console: Console) -> None:
+    """The summary at the end of a sync, with how to re-run failed chunks."""
+    if report.registry_failed:
+        console.print(
+            f"[red]Chat discovery failed[/red] (run {report.failed_runs[-1]}); nothing was imported. "
+            "Open the run in the Dagster UI for the error."
+        )
+        return
+    totals = report.totals
+    console.print(
+        f"Chunks: {len(report.chunks_run)} run of {report.chunks_total} "
+        f"({len(report.failed_chunks)} failed) in {report.seconds:.1f} s; "
+        f"{report.messages_fetched:,} messages fetched with {report.waha_requests:,} WAHA requests."
+    )
+    console.print(
+        "Warehouse: "
+        + ", ".join(
+            f"{totals.get(t, 0):,} {t}" for t in ("chats", "contacts", "messages", "sessions", "rejects")
+        )
+        + f"; duplicates: {totals.get('duplicates', 0)}"
+    )
+    if report.failed_chunks:
+        console.print(f"[red]Failed chunks[/red]: {', '.join(report.failed_chunks)}")
+        console.print(
+            "Re-run just those with `wahaflow sync` again (failed chunks stay stale), or from the Dagster "
+            "UI: Assets > messages > Partitions > select the failed partitions > Materialize."
+        )
