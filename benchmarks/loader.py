@@ -36,7 +36,6 @@ from psycopg import sql
 from wahaflow import schemas
 from wahaflow.warehouse.loader import load_frame
 from wahaflow.warehouse.migrations import migrate
-from wahaflow.warehouse.resource import open_connection
 
 ROWS = 1_000_000
 BASELINE_ROWS = 10_000
@@ -157,7 +156,7 @@ def _backend_cpu(conn: psycopg.Connection) -> float | None:
 def _loader_cases(url: str, frame: pl.DataFrame) -> list[dict[str, object]]:
     out = []
     keys = frame.get_column("chunk_key").unique().to_list()
-    with _fresh_schema(url) as schema, open_connection(url) as conn:
+    with _fresh_schema(url) as schema, psycopg.connect(url) as conn:
         for case, mode in (
             ("loader merge, empty table", "merge"),
             ("loader merge, same rows again", "merge"),

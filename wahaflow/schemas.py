@@ -75,12 +75,27 @@ REJECTS = pl.Schema(
     }
 )
 
+INBOX = pl.Schema(
+    {
+        "event_id": pl.String,  # envelope `id`, else "sha256:" + hex digest of the raw body (2024 builds)
+        "waha_session": pl.String,  # envelope `session`
+        "event": pl.String,  # envelope `event`, e.g. "message.any"
+        "message_id": pl.String,  # the message the event carries or refers to (payload `id`), else null
+        "chat_id": pl.String,  # normalized chat of the message, when derivable (wahaflow/webhook/inbox.py)
+        "received_at": UTC_TIME,
+        "payload": pl.String,  # the raw JSON body (NUL characters removed, rule 8)
+        "processed_at": UTC_TIME,  # null = pending (not applied to the warehouse yet)
+        "chunk_key": pl.String,  # the chat's chunk when it was registered at receipt, else null
+    }
+)
+
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "chats": ("waha_session", "chat_id"),
     "contacts": ("waha_session", "contact_id"),
     "messages": ("waha_session", "message_id"),
     "sessions": ("waha_session", "session_id"),
     "rejects": ("reject_id",),
+    "inbox": ("event_id",),
 }
 
 FRAME_SCHEMAS: dict[str, pl.Schema] = {
@@ -89,6 +104,7 @@ FRAME_SCHEMAS: dict[str, pl.Schema] = {
     "messages": MESSAGES,
     "sessions": SESSIONS,
     "rejects": REJECTS,
+    "inbox": INBOX,
 }
 
 

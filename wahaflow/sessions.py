@@ -10,8 +10,9 @@ How it is computed, without `.over()` and without a Python loop over messages or
    columns is slow, so the fast path packs a 64-bit stable hash of the chat (the top bits of
    xxh3_64), the time offset and the row number into one UInt128 and sorts that single column. A
    hash collision would interleave two chats, so the result is verified exactly: in the sorted
-   order the chat id must change exactly where the hash changes. If not (about one chance in a
-   billion at 200k chats), the plain multi-column sort is used instead.
+   order the chat id must change exactly where the hash changes. If not (with the 55 hash bits
+   left by µs timestamps spanning years, about one chance in two million at 200k chats), the
+   plain multi-column sort is used instead.
 2. `new_session = first row of its chat | sent_at.diff() > gap`; `seq = new_session.cum_sum() - 1`
    numbers the sessions globally.
 3. A group_by on the sorted `seq` gives start, end and counts. Ties on `sent_at` do not move a
@@ -172,9 +173,9 @@ def _order_by_hash(messages: pl.DataFrame) -> pl.DataFrame | None:
     t_min, t_max = messages.select(t_us.min(), t_us.max().alias("max")).row(0)
     t_bits = (t_max - t_min).bit_length()
     row_bits = max(1, (n - 1).bit_length())
-    if t_bits > 63:
+    if t_bits > 63:  # a time span that Int64 µs cannot hold: leave it to the exact sort
         return None
-    hash_bits = min(_MAX_HASH_BITS, 128 - t_bits - row_bits)  # >= 32 since row_bits <= 32
+    hash_bits = min(_MAX_HASH_BITS, 128 - t_bits - row_bits)  # >= 33: row numbers fit in 32 bits
 
     ws = messages.get_column("waha_session")
     one_account = bool((ws == ws[0]).all())
@@ -198,9 +199,7 @@ def _order_by_hash(messages: pl.DataFrame) -> pl.DataFrame | None:
         # For the exact check that no two chats share a hash: the chat changes exactly where the hash does.
         .with_columns(
             chat_changed=_changed(pl.lit(messages.get_column("chat_id")).gather(pl.col("row")))
-            if one_account
-            else _changed(pl.lit(messages.get_column("chat_id")).gather(pl.col("row")))
-            | _changed(pl.lit(ws).gather(pl.col("row")))
+            | (pl.lit(False) if one_account else _changed(pl.lit(ws).gather(pl.col("row"))))
         )
         .collect()
     )

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     webhook_port: int = Field(8000, validation_alias="WAHAFLOW_WEBHOOK_PORT")
     home: Path = Field(Path(".wahaflow"), validation_alias="WAHAFLOW_HOME")
     waha_concurrency: int = Field(32, validation_alias="WAHAFLOW_WAHA_CONCURRENCY", gt=0)
+    waha_timeout_seconds: float = Field(30.0, validation_alias="WAHAFLOW_WAHA_TIMEOUT_SECONDS", gt=0)
+    waha_max_attempts: int = Field(6, validation_alias="WAHAFLOW_WAHA_MAX_ATTEMPTS", gt=0)
+    waha_retry_seconds: float = Field(120.0, validation_alias="WAHAFLOW_WAHA_RETRY_SECONDS", ge=0)
+    step_retries: int = Field(3, validation_alias="WAHAFLOW_STEP_RETRIES", ge=0)
+    chunks_per_run: int = Field(25, validation_alias="WAHAFLOW_CHUNKS_PER_RUN", gt=0)
 
     @field_validator("db_schema")
     @classmethod

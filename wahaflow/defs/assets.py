@@ -19,10 +19,17 @@ from wahaflow.warehouse.resource import PostgresResource
 from wahaflow.warehouse.writes import TableWrites
 
 WAHA_POOL = "waha_api"
-WAHA_RETRY = dg.RetryPolicy(
-    max_retries=3, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
-CHUNKS_PER_RUN = 25
+
+
+def waha_retry_policy(step_retries: int) -> dg.RetryPolicy | None:
+    """Step retries with exponential backoff for assets that call WAHA (None when disabled)."""
+    if not step_retries:
+        return None
+    return dg.RetryPolicy(
+        max_retries=step_retries, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    )
+
+
 CHUNK_ASSETS = ("messages", "sessions", "contacts", "rejects")
 
 
@@ -32,15 +39,19 @@ class ChunkImportConfig(dg.Config):
     full: bool = False  # re-fetch every chat's whole history instead of only what is new
 
 
-@dg.asset(
-    key="chats",
-    group_name="waha",
-    kinds={"polars", "postgres"},
-    metadata={"table": "chats", "write_mode": "merge"},
-    retry_policy=WAHA_RETRY,
-    pool=WAHA_POOL,
-    description="The chat registry: every chat of every WAHA session, each assigned to a stable chunk.",
-)
+def build_chats(*, step_retries: int) -> dg.AssetsDefinition:
+    """The chat registry asset, with its step retries."""
+    return dg.asset(
+        key="chats",
+        group_name="waha",
+        kinds={"polars", "postgres"},
+        metadata={"table": "chats", "write_mode": "merge"},
+        retry_policy=waha_retry_policy(step_retries),
+        pool=WAHA_POOL,
+        description="The chat registry: every chat of every WAHA session, each assigned to a stable chunk.",
+    )(chats)
+
+
 def chats(context: dg.AssetExecutionContext, waha: WahaResource, postgres: PostgresResource) -> TableWrites:
     """List the chats, assign new ones to chunks and register one dynamic partition per new chunk."""
     settings = get_settings()
@@ -70,38 +81,45 @@ def chats(context: dg.AssetExecutionContext, waha: WahaResource, postgres: Postg
     return TableWrites(tuple(found.writes()))
 
 
-@dg.multi_asset(
-    outs={
-        "messages": dg.AssetOut(
-            metadata={"table": "messages", "write_mode": "merge"},
-            kinds={"polars", "postgres"},
-            description="Every message of the chunk's chats (design.md §4).",
-        ),
-        "sessions": dg.AssetOut(
-            metadata={"table": "sessions", "write_mode": "replace"},
-            kinds={"polars", "postgres"},
-            description="Conversation sessions by the gap rule, re-derived for every chat that changed.",
-        ),
-        "contacts": dg.AssetOut(
-            metadata={"table": "contacts", "write_mode": "merge"},
-            kinds={"polars", "postgres"},
-            description="Chat partners and group senders seen in the chunk's messages.",
-        ),
-        "rejects": dg.AssetOut(
-            metadata={"table": "rejects", "write_mode": "merge"},
-            kinds={"polars", "postgres"},
-            description="Payloads that could not be imported, with the reason and where they came from.",
-        ),
-    },
-    name="chunk_import",
-    group_name="waha",
-    partitions_def=chat_chunks,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=CHUNKS_PER_RUN),
-    retry_policy=WAHA_RETRY,
-    pool=WAHA_POOL,
-    deps=["chats"],
-    can_subset=False,
-)
+def build_chunk_import(*, step_retries: int, chunks_per_run: int) -> dg.AssetsDefinition:
+    """The per-chunk multi-asset, with its step retries and backfill batch size."""
+    return dg.multi_asset(
+        outs=CHUNK_OUTS,
+        name="chunk_import",
+        group_name="waha",
+        partitions_def=chat_chunks,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=chunks_per_run),
+        retry_policy=waha_retry_policy(step_retries),
+        pool=WAHA_POOL,
+        deps=["chats"],
+        can_subset=False,
+    )(chunk_import)
+
+
+CHUNK_OUTS = {
+    "messages": dg.AssetOut(
+        metadata={"table": "messages", "write_mode": "merge"},
+        kinds={"polars", "postgres"},
+        description="Every message of the chunk's chats (design.md §4).",
+    ),
+    "sessions": dg.AssetOut(
+        metadata={"table": "sessions", "write_mode": "replace"},
+        kinds={"polars", "postgres"},
+        description="Conversation sessions by the gap rule, re-derived for every chat that changed.",
+    ),
+    "contacts": dg.AssetOut(
+        metadata={"table": "contacts", "write_mode": "merge"},
+        kinds={"polars", "postgres"},
+        description="Chat partners and group senders seen in the chunk's messages.",
+    ),
+    "rejects": dg.AssetOut(
+        metadata={"table": "rejects", "write_mode": "merge"},
+        kinds={"polars", "postgres"},
+        description="Payloads that could not be imported, with the reason and where they came from.",
+    ),
+}
+
+
 def chunk_import(
     context: dg.AssetExecutionContext,
     config: ChunkImportConfig,

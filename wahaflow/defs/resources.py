@@ -15,15 +15,15 @@ from wahaflow.waha.client import WahaClient
 
 
 class WahaResource(dg.ConfigurableResource):
-    """How to reach WAHA. Empty fields fall back to the settings of design.md §3."""
+    """How to reach WAHA. Unset (zero/empty) fields fall back to the environment's settings."""
 
     url: str = ""
     sessions: str = ""
     api_key_env: str = "WAHA_API_KEY"
     concurrency: int = 0
-    timeout_seconds: float = 30.0
-    max_attempts: int = 6
-    max_retry_seconds: float = 120.0
+    timeout_seconds: float = 0.0
+    max_attempts: int = 0
+    max_retry_seconds: float = -1.0
 
     def settings(self) -> Settings:
         return get_settings()
@@ -39,7 +39,9 @@ class WahaResource(dg.ConfigurableResource):
             self.url or settings.waha_url,
             os.environ.get(self.api_key_env) or None,
             concurrency=self.concurrency or settings.waha_concurrency,
-            timeout=self.timeout_seconds,
-            max_attempts=self.max_attempts,
-            max_retry_seconds=self.max_retry_seconds,
+            timeout=self.timeout_seconds or settings.waha_timeout_seconds,
+            max_attempts=self.max_attempts or settings.waha_max_attempts,
+            max_retry_seconds=(
+                self.max_retry_seconds if self.max_retry_seconds >= 0 else settings.waha_retry_seconds
+            ),
         )

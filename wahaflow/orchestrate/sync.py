@@ -2,7 +2,7 @@
 
 Runs execute in this process (no process launch per chunk) against the persistent Dagster instance,
 so the UI shows them like any other run. Chunks are batched into ranged runs of up to
-`CHUNKS_PER_RUN` partitions; a failed run names its chunks and how to re-run just those.
+`WAHAFLOW_CHUNKS_PER_RUN` partitions; a failed run names its chunks and how to re-run just those.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wahaflow.defs.assets import CHUNKS_PER_RUN
 from wahaflow.defs.partitions import chat_chunks
 from wahaflow.settings import Settings
 from wahaflow.warehouse import reads
@@ -87,13 +86,13 @@ def run_sync(
     instance: dg.DagsterInstance,
     *,
     full: bool = False,
-    chunks_per_run: int = CHUNKS_PER_RUN,
+    defs: dg.Definitions | None = None,
     console: Console | None = None,
 ) -> SyncReport:
     """Discover chats, then import the chunks that need it; returns the report (never raises on a
     failed chunk: the report says which failed)."""
     console = console or Console(stderr=True)
-    defs = _load_definitions()
+    defs = defs or _load_definitions()
     report = SyncReport()
     started = time.perf_counter()
 
@@ -112,7 +111,7 @@ def run_sync(
     postgres = PostgresResource(db_schema=settings.db_schema)
     with postgres.connect() as conn:
         wanted = all_keys if full else reads.stale_chunks(conn, postgres.db_schema)
-    runs = batches(all_keys, wanted, chunks_per_run)
+    runs = batches(all_keys, wanted, settings.chunks_per_run)
     report.chunks_total = len(all_keys)
     job = defs.resolve_job_def("chunk_import_job")
     run_config = {"ops": {"chunk_import": {"config": {"full": full}}}, **QUIET}

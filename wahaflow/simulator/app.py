@@ -126,7 +126,7 @@ class Simulator:
             session = request.path_params.get("session") or request.query_params.get("session") or "default"
             account = await self._working(session) if data else self.accounts.get(session)
             if data:
-                fault = cfg.draw_fault()
+                fault = cfg.draw_fault(route)
                 if fault is not None:
                     stats.faults[fault] += 1
                     response = await self._fault(fault, request)

@@ -44,6 +44,7 @@ class ServerConfig:
     - `latency_ms`: added to every request (`asyncio.sleep`).
     - `fault_rate` (0..1): probability that a data request (chats, overview, messages, contacts,
       lids) fails with one of `fault_kinds`, drawn from an RNG seeded with `fault_seed`.
+    - `fault_routes`: when not empty, only these route names can fault (e.g. `("messages",)`).
     - `slow_seconds`: how long a `slow` fault waits.
     - `arrivals_per_request`: new messages created in the requested chat (a random chat for
       `chatId=all`) on each messages request before it is answered; a fraction is a probability
@@ -62,6 +63,7 @@ class ServerConfig:
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = DEFAULT_FAULT_KINDS
     fault_seed: int = 0
+    fault_routes: tuple[str, ...] = ()
     slow_seconds: float = 5.0
     arrivals_per_request: float = 0.0
     session_status: str = "WORKING"
@@ -99,9 +101,11 @@ class ServerConfig:
         """Restart the fault and arrival RNGs from `fault_seed` (same requests -> same faults)."""
         self._seeded = None
 
-    def draw_fault(self) -> str | None:
-        """The fault to inject into the next data request, if any."""
+    def draw_fault(self, route: str | None = None) -> str | None:
+        """The fault to inject into the next data request (of `route`), if any."""
         if self.fault_rate <= 0 or not self.fault_kinds:
+            return None
+        if self.fault_routes and route not in self.fault_routes:
             return None
         rng = self._rngs()[0]
         if rng.random() >= self.fault_rate:

@@ -23,11 +23,6 @@ from wahaflow.warehouse.migrations import migrate
 
 log = logging.getLogger(__name__)
 
-# temp_buffers can only be set before a session first touches a temporary table, so it is set when
-# connecting: the loader stages every chunk in a TEMP table, and with the default 8MB a large chunk
-# spills from the session's local buffers (measured: COPY into staging ~25% slower).
-CONNECT_OPTIONS = "-c temp_buffers=256MB"
-
 _migrated: set[tuple[str, str]] = set()
 _migrate_lock = threading.Lock()
 
@@ -92,12 +87,5 @@ class PostgresResource(dg.ConfigurableResource):
         """
         url = self.url()
         ensure_migrated(url, self.db_schema)
-        with open_connection(url, autocommit=autocommit) as conn:
+        with psycopg.connect(url, autocommit=autocommit) as conn:
             yield conn
-
-
-def open_connection(url: str, *, autocommit: bool = False) -> psycopg.Connection:
-    """A psycopg connection to `url` with the session settings the loader wants (`CONNECT_OPTIONS`,
-    appended to any `options` the URL carries). No migrations: see `PostgresResource.connect`."""
-    own = conninfo.conninfo_to_dict(url).get("options") or ""
-    return psycopg.connect(url, autocommit=autocommit, options=f"{own} {CONNECT_OPTIONS}".strip())

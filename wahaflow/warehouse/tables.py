@@ -56,6 +56,8 @@ TABLE_SPECS: dict[str, TableSpec] = {
     "messages": _spec("messages", indexes=[("waha_session", "chat_id", "sent_at")]),
     "sessions": _spec("sessions", indexes=[("waha_session", "chat_id", "started_at")]),
     "rejects": _spec("rejects"),
+    # the webhook inbox; its dedup and pending indexes (unique/partial) are created by migration 2
+    "inbox": _spec("inbox"),
 }
 """Every table of design.md §4, by name."""
 

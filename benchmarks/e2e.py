@@ -1,0 +1,114 @@
+"""Section `e2e`: `wahaflow sync` end to end, on the same cases as the peers.
+
+Each case runs `.venv/bin/wahaflow sync` as a child process against a simulator process, with a fresh
+warehouse schema and a fresh Dagster instance (its own DAGSTER_HOME whose dagster.yaml is wahaflow's
+own, pointing at a fresh database on the same Postgres, so no run or partition state leaks between
+cases). Then a second `wahaflow sync` right after (nothing new): the incremental cost. Reported:
+process wall time, messages/s, requests the simulator answered, peak resident memory, CPU time, and
+the stored rows against the ground truth (exact message and session ids, no duplicates).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    REPO,
+    Simulator,
+    case_name,
+    check_warehouse,
+    child_env,
+    rate,
+    run_measured,
+    temp_database,
+    temp_schema,
+    truth,
+)
+
+WAHAFLOW = REPO / ".venv" / "bin" / "wahaflow"
+TIMEOUT_S = 900.0
+CASES: list[tuple[str, float]] = [("seed", 0), ("seed", 300), ("big", 0)]
+QUICK_CASES: list[tuple[str, float]] = [("seed", 0)]
+
+
+def _row(tool: str, sim: Simulator, measured: Any, requests: int, check: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"tool": tool, "case": case_name(sim.preset, sim.latency_ms)}
+    if measured.timed_out:
+        return row | {
+            "wall s": f"> {TIMEOUT_S:.0f}",
+            "requests": requests,
+            "correct": False,
+            "note": measured.error(),
+        }
+    if not measured.ok:
+        return row | {
+            "wall s": round(measured.seconds, 2),
+            "requests": requests,
+            "correct": False,
+            "note": "not available: " + measured.error(),
+        }
+    fetched = check["messages"] if tool == "wahaflow" else None
+    return row | {
+        "wall s": round(measured.seconds, 2),
+        "messages/s": rate(fetched, measured.seconds),
+        "requests": requests,
+        "cpu s": round(measured.cpu_seconds, 2),
+        "peak MB": round(measured.peak_mb),
+        "messages": check["messages"],
+        "expected": truth(sim.preset).messages,
+        "duplicates": check["duplicates"],
+        "sessions": check["sessions"],
+        "correct": check["correct"],
+        "note": check["check"],
+    }
+
+
+def run_case(sim: Simulator, pg_url: str) -> list[dict[str, Any]]:
+    """A first sync and an incremental one into a fresh schema and Dagster instance; two rows."""
+    from wahaflow.orchestrate.instance import INSTANCE_YAML
+
+    expected = truth(sim.preset)
+    rows = []
+    with (
+        temp_schema(pg_url, "bench_wahaflow") as schema,
+        temp_database(pg_url, "bench_dagster") as dagster_url,
+        tempfile.TemporaryDirectory(prefix="wahaflow-bench-") as tmp,
+    ):
+        dagster_home = Path(tmp) / "dagster"
+        dagster_home.mkdir()
+        (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML.format(postgres_url=f'"{dagster_url}"'))
+        env = child_env(
+            **sim.env(),
+            WAHAFLOW_DATABASE_URL=pg_url,
+            WAHAFLOW_SCHEMA=schema,
+            WAHAFLOW_HOME=str(Path(tmp) / "home"),
+            DAGSTER_HOME=str(dagster_home),
+        )
+        for tool in ("wahaflow", "wahaflow incremental"):
+            sim.reset()
+            measured = run_measured([WAHAFLOW, "sync"], env=env, timeout=TIMEOUT_S)
+            requests = sim.requests()
+            check = check_warehouse(pg_url, schema, expected) if measured.ok else {}
+            rows.append(_row(tool, sim, measured, requests, check))
+            done = rows[-1]
+            print(
+                f"  e2e {done['case']} {tool}: {done.get('wall s')} s, correct {done.get('correct')}",
+                flush=True,
+            )
+            if not measured.ok:
+                break
+    return rows
+
+
+def run(pg_url: str, quick: bool = False) -> list[dict[str, Any]]:
+    """Every case; a failing `wahaflow sync` gives a row noted "not available: <error>"."""
+    rows: list[dict[str, Any]] = []
+    cases = QUICK_CASES if quick else CASES
+    for preset in dict.fromkeys(p for p, _ in cases):
+        with Simulator(preset) as sim:
+            for latency in (lat for p, lat in cases if p == preset):
+                sim.set_latency(latency)
+                rows.extend(run_case(sim, pg_url))
+    return rows

@@ -1,0 +1,159 @@
+"""The whole import through Dagster, compared with the simulator's ground truth."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from wahaflow import schemas
+from wahaflow.orchestrate.sync import partition_tags
+from wahaflow_tests.test_sessions import derive_sessions_reference
+
+GAP = 30 * 60
+TRUTH_COLUMNS = [
+    "waha_session",
+    "message_id",
+    "chat_id",
+    "sent_at",
+    "from_me",
+    "sender_id",
+    "body",
+    "has_media",
+    "ack",
+]
+
+
+def expected_sessions(truth: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
+    session_of, rows = derive_sessions_reference(truth, GAP)
+    frame = pl.DataFrame(rows, schema=schemas.SESSIONS).drop("chunk_key")
+    return session_of, frame.sort("waha_session", "session_id")
+
+
+def assert_matches_ground_truth(env) -> None:
+    truth = (
+        env.simulator.account.ground_truth_messages().select(TRUTH_COLUMNS).sort("waha_session", "message_id")
+    )
+    stored = env.table("messages", "waha_session, message_id")
+    assert stored.height == truth.height, "missing or extra messages"
+    assert stored.select(TRUTH_COLUMNS).equals(truth), "stored messages differ from the ground truth"
+    session_of, sessions = expected_sessions(truth)
+    assert (
+        dict(
+            zip(
+                zip(stored["waha_session"], stored["message_id"], strict=True),
+                stored["session_id"],
+                strict=True,
+            )
+        )
+        == session_of
+    )
+    stored_sessions = env.table("sessions", "waha_session, session_id").drop("chunk_key")
+    assert stored_sessions.equals(sessions.select(stored_sessions.columns))
+
+
+@pytest.mark.parametrize("engine", ["NOWEB", "WEBJS", "GOWS"])
+def test_full_import_equals_ground_truth_and_second_sync_changes_nothing(sync_env_factory, engine):
+    env = sync_env_factory(engine=engine)
+    report = env.sync()
+    assert report.ok, report
+    assert report.chunks_total == 4  # 80 chats / 20 per chunk
+    assert_matches_ground_truth(env)
+    assert report.totals["duplicates"] == 0
+    # Every chat landed in the registry with its chunk; chunks are Dagster partitions.
+    chats = env.table("chats", "chat_id")
+    assert chats["chunk_key"].null_count() == 0
+    assert sorted(chats["chunk_key"].unique()) == env.instance.get_dynamic_partitions("chat_chunks")
+
+    before = {t: env.table(t, "1") for t in ("messages", "sessions", "chats")}
+    requests_before = env.simulator.stats.total
+    again = env.sync()
+    assert again.ok and again.chunks_run == [] and again.messages_fetched == 0
+    # Nothing new: the chat list and the address book, not one request per chat.
+    assert env.simulator.stats.total - requests_before <= 4
+    for table, frame in before.items():
+        assert env.table(table, "1").sort(pl.all()).equals(frame.sort(pl.all())), table
+
+
+def test_ranged_multi_partition_run_writes_exactly_its_chunks(sync_env_factory):
+    env = sync_env_factory(chats=100, messages=500)
+    registry = env.defs.resolve_job_def("registry_job").execute_in_process(instance=env.instance)
+    assert registry.success
+    keys = env.instance.get_dynamic_partitions("chat_chunks")
+    assert len(keys) == 5
+    result = env.defs.resolve_job_def("chunk_import_job").execute_in_process(
+        instance=env.instance, tags=partition_tags(keys[1:4])
+    )
+    assert result.success
+    materialized = {(e.asset_key.path[-1], e.partition) for e in result.get_asset_materialization_events()}
+    assert {p for a, p in materialized if a == "messages"} == set(keys[1:4])
+    stored = env.table("messages", "message_id")
+    assert set(stored["chunk_key"].unique()) == set(keys[1:4])
+    chats = env.table("chats", "chat_id").filter(pl.col("chunk_key").is_in(keys[1:4]))
+    truth = env.simulator.account.ground_truth_messages().filter(
+        pl.col("chat_id").is_in(chats["chat_id"].implode())
+    )
+    assert stored.height == truth.height
+    # Per-partition row counts are reported on each partition's materialization.
+    counts = {
+        e.partition: e.materialization.metadata["dagster/partition_row_count"].value
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "messages"
+    }
+    per_chunk = stored.group_by("chunk_key").len()
+    assert counts == dict(per_chunk.iter_rows())
+
+
+def test_failed_chunk_leaves_nothing_partial_and_succeeds_when_rerun(sync_env_factory):
+    env = sync_env_factory(chats=40, messages=400)
+    # Every messages request fails with WAHA's 500 body: beyond the client's retry budget.
+    env.simulator.config.fault_routes = ("messages",)
+    env.simulator.config.fault_rate = 1.0
+    env.simulator.config.fault_kinds = ("500",)
+    report = env.sync()
+    assert not report.ok and not report.registry_failed
+    assert report.failed_chunks == env.instance.get_dynamic_partitions("chat_chunks")
+    for table in ("messages", "sessions", "rejects"):  # contacts come from the registry's address book
+        assert env.table(table, "1").is_empty(), f"partial rows in {table}"
+    assert env.table("chats", "1")["synced_until"].null_count() == 40  # still stale: a re-run picks them up
+
+    # A chunk that fails half-way (some chats fetched, then one failing for good) also writes nothing.
+    # At a 50% fault rate most chats get through their 3 attempts and some do not.
+    env.simulator.config.fault_rate = 0.5
+    keys = env.instance.get_dynamic_partitions("chat_chunks")
+    job = env.defs.resolve_job_def("chunk_import_job")
+    failures = 0
+    for _ in range(5):
+        before = {t: env.table(t, "1").sort(pl.all()) for t in ("messages", "sessions", "chats")}
+        result = job.execute_in_process(
+            instance=env.instance, tags=partition_tags(keys[:1]), raise_on_error=False
+        )
+        if not result.success:
+            failures += 1
+            for table, frame in before.items():
+                assert env.table(table, "1").sort(pl.all()).equals(frame), f"partial rows in {table}"
+    assert failures
+
+    # Faults on some requests only: the client retries them and every chunk completes.
+    env.simulator.config.fault_routes = ()
+    env.simulator.config.fault_rate = 0.1
+    env.simulator.config.fault_kinds = ("500", "429", "truncated", "disconnect")
+    report = env.sync()
+    assert report.ok, report
+    assert_matches_ground_truth(env)
+
+
+def test_rerunning_a_chunk_three_times_changes_nothing(sync_env_factory):
+    env = sync_env_factory(chats=40, messages=400)
+    assert env.sync().ok
+    snapshot = {t: env.table(t, "1").sort(pl.all()) for t in ("messages", "sessions", "contacts", "chats")}
+    job = env.defs.resolve_job_def("chunk_import_job")
+    keys = env.instance.get_dynamic_partitions("chat_chunks")
+    for key in [keys[0], keys[-1], keys[0]]:
+        result = job.execute_in_process(
+            instance=env.instance,
+            tags=partition_tags([key]),
+            run_config={"ops": {"chunk_import": {"config": {"full": True}}}},
+        )
+        assert result.success
+    for table, frame in snapshot.items():
+        assert env.table(table, "1").sort(pl.all()).equals(frame), table
