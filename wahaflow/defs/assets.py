@@ -5,7 +5,8 @@ IO manager (one transaction per run) and reports metadata.
 """
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import dagster as dg
 import polars as pl
@@ -14,11 +15,14 @@ from wahaflow.defs.partitions import chat_chunks
 from wahaflow.defs.resources import WahaResource
 from wahaflow.importer import ChunkBatch, discover, import_chunks
 from wahaflow.settings import get_settings
+from wahaflow.waha.errors import WahaAuthError, WahaFetchError, WahaNotFound, WahaRequestError
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.resource import PostgresResource
 from wahaflow.warehouse.writes import TableWrites
 
+T = TypeVar("T")
 WAHA_POOL = "waha_api"
+PERMANENT_WAHA_ERRORS = (WahaAuthError, WahaNotFound, WahaRequestError)
 
 
 def waha_retry_policy(step_retries: int) -> dg.RetryPolicy | None:
@@ -62,7 +66,7 @@ def chats(context: dg.AssetExecutionContext, waha: WahaResource, postgres: Postg
         async with waha.client() as client:
             return await discover(client, waha.session_names(), registered, settings.chunk_size)
 
-    found = asyncio.run(run())
+    found = _without_retry_on_permanent_errors(lambda: asyncio.run(run()))
     if found.new_chunk_keys:
         # Sorted, so that partition ranges in the UI follow creation order.
         context.instance.add_dynamic_partitions(chat_chunks.name, sorted(found.new_chunk_keys))
@@ -142,7 +146,7 @@ def chunk_import(
                     full=config.full,
                 )
 
-    batch = asyncio.run(run())
+    batch = _without_retry_on_permanent_errors(lambda: asyncio.run(run()))
     _partition_metadata(context, batch)
     figures = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in batch.stats.items()}
     yield dg.Output(
@@ -176,6 +180,19 @@ def chunk_import(
             "preview": dg.MetadataValue.md(_preview(batch.rejects, ["source", "reason"])),
         },
     )
+
+
+def _without_retry_on_permanent_errors(work: Callable[[], T]) -> T:
+    """Run `work`; a WAHA error that retrying cannot fix (bad key, unknown session, bad request)
+    fails the step at once instead of using up its retries."""
+    try:
+        return work()
+    except WahaFetchError as error:
+        if isinstance(error.__cause__, PERMANENT_WAHA_ERRORS):
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+        raise
+    except PERMANENT_WAHA_ERRORS as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from error
 
 
 def _partition_metadata(context: dg.AssetExecutionContext, batch: ChunkBatch) -> None:

@@ -39,6 +39,7 @@ class SyncReport:
     waha_requests: int = 0
     seconds: float = 0.0
     totals: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -73,6 +74,17 @@ def _load_definitions() -> dg.Definitions:
     return defs
 
 
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed step's error message (one line), for the terminal."""
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None and "dagster" in error.cls_name.lower():
+            error = error.cause
+        if error is not None:
+            return error.message.strip().splitlines()[0]
+    return "see the run in the Dagster UI"
+
+
 def _metadata_value(result: dg.ExecuteInProcessResult, key: str) -> int:
     for event in result.get_asset_materialization_events():
         value = event.materialization.metadata.get(key)
@@ -103,6 +115,7 @@ def run_sync(
     if not registry.success:
         report.registry_failed = True
         report.failed_runs.append(registry.run_id)
+        report.errors.append(_failure_message(registry))
         report.seconds = time.perf_counter() - started
         return report
     report.waha_requests += _metadata_value(registry, "waha_requests")
@@ -136,6 +149,7 @@ def run_sync(
             else:
                 report.failed_chunks.extend(keys)
                 report.failed_runs.append(result.run_id)
+                report.errors.append(f"{keys[0]}..{keys[-1]}: {_failure_message(result)}")
             elapsed = time.perf_counter() - started
             progress.update(
                 task,
@@ -154,8 +168,8 @@ def print_report(report: SyncReport, console: Console) -> None:
     """The summary at the end of a sync, with how to re-run failed chunks."""
     if report.registry_failed:
         console.print(
-            f"[red]Chat discovery failed[/red] (run {report.failed_runs[-1]}); nothing was imported. "
-            "Open the run in the Dagster UI for the error."
+            f"[red]Chat discovery failed[/red]: {report.errors[-1]}\n"
+            f"Nothing was imported. Run {report.failed_runs[-1]} in the Dagster UI has the details."
         )
         return
     totals = report.totals
@@ -173,6 +187,8 @@ def print_report(report: SyncReport, console: Console) -> None:
     )
     if report.failed_chunks:
         console.print(f"[red]Failed chunks[/red]: {', '.join(report.failed_chunks)}")
+        for error in report.errors:
+            console.print(f"  {error}", markup=False)
         console.print(
             "Re-run just those with `wahaflow sync` again (failed chunks stay stale), or from the Dagster "
             "UI: Assets > messages > Partitions > select the failed partitions > Materialize."
