@@ -20,7 +20,7 @@ from wahaflow.sessions import derive_sessions
 from wahaflow.waha.client import WahaClient
 from wahaflow.waha.fetch import fetch_chats, fetch_chunk, fetch_contacts
 from wahaflow.warehouse import reads
-from wahaflow.warehouse.writes import TableWrite
+from wahaflow.warehouse.writes import TableWrite, write_all
 
 
 @dataclass
@@ -222,3 +222,14 @@ def _concat(frames: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame:
     if not frames:
         return schemas.empty(schema)
     return pl.concat([schemas.conform(f, schema) for f in frames])
+
+
+def register_listing(
+    conn: psycopg.Connection, db_schema: str, listed: pl.DataFrame, chunk_size: int
+) -> pl.DataFrame:
+    """Merge listed chats into the registry now (new ones get a chunk); returns the new chats' rows."""
+    registered = reads.registered_chats(conn, db_schema)
+    rows, _ = register(schemas.conform(listed, schemas.CHATS), registered, chunk_size)
+    with conn.transaction():
+        write_all(conn, db_schema, [TableWrite("chats", rows, mode="merge", keep_existing_on_null=True)])
+    return rows.join(registered.select("waha_session", "chat_id"), on=["waha_session", "chat_id"], how="anti")

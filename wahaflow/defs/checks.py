@@ -8,13 +8,10 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from wahaflow.defs.partitions import chat_chunks
+from wahaflow.defs.partitions import RANGE_END, RANGE_START, chat_chunks
 from wahaflow.warehouse import audits
 from wahaflow.warehouse.audits import AuditResult
 from wahaflow.warehouse.resource import PostgresResource
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 
 
 def run_chunk_keys(context: dg.AssetCheckExecutionContext) -> list[str] | None:

@@ -8,20 +8,17 @@ so the UI shows them like any other run. Chunks are batched into ranged runs of 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wahaflow.defs.partitions import chat_chunks
+from wahaflow.defs.partitions import batches, chat_chunks, partition_tags
 from wahaflow.settings import Settings
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.resource import PostgresResource
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 # The terminal shows progress; Dagster's own event log stays in the instance (and the UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -44,28 +41,6 @@ class SyncReport:
     @property
     def ok(self) -> bool:
         return not (self.registry_failed or self.failed_chunks)
-
-
-def batches(all_keys: Sequence[str], wanted: Sequence[str], size: int) -> list[list[str]]:
-    """Split `wanted` into runs of at most `size` keys that are contiguous in `all_keys`' order."""
-    wanted_set = set(wanted)
-    ordered = [k for k in all_keys if k in wanted_set]
-    position = {k: i for i, k in enumerate(all_keys)}
-    out: list[list[str]] = []
-    for key in ordered:
-        current = out[-1] if out else None
-        if current and len(current) < size and position[key] == position[current[-1]] + 1:
-            current.append(key)
-        else:
-            out.append([key])
-    return out
-
-
-def partition_tags(keys: Sequence[str]) -> dict[str, str]:
-    """Run tags that target `keys` (contiguous in the instance's key order)."""
-    if len(keys) == 1:
-        return {"dagster/partition": keys[0]}
-    return {RANGE_START: keys[0], RANGE_END: keys[-1]}
 
 
 def _load_definitions() -> dg.Definitions:

@@ -511,6 +511,17 @@ class WahaClient:
             source=f"GET /api/{session}/chats",
         )
 
+    async def chats_page(self, session: str, *, offset: int, limit: int) -> list[Any]:
+        """One page of `GET /api/{session}/chats` in id order (for callers that page under a time
+        budget, such as the discovery sensor; `chats` reads the whole list)."""
+        source = f"GET /api/{session}/chats"
+        return await self.get(
+            self.path("api", session, "chats"),
+            {"sortBy": "id", "sortOrder": "asc", "limit": limit, "offset": offset},
+            parse=lambda content: loads_array(content, source=source),
+            source=source,
+        )
+
     async def chats_overview(self, session: str, *, limit: int | None = None) -> list[Any]:
         """Raw `ChatSummary` items of `GET /api/{session}/chats/overview` (always sends `limit`: the
         server's default is 20). Its order is by last activity, so offset paging can drift while

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from wahaflow import schemas
-from wahaflow.orchestrate.sync import partition_tags
+from wahaflow.defs.partitions import partition_tags
 from wahaflow_tests.test_sessions import derive_sessions_reference
 
 GAP = 30 * 60
