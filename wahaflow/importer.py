@@ -19,6 +19,7 @@ from wahaflow.chunks import register
 from wahaflow.sessions import derive_sessions
 from wahaflow.waha.client import WahaClient
 from wahaflow.waha.fetch import fetch_chats, fetch_chunk, fetch_contacts
+from wahaflow.waha.paging import default_until
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.writes import TableWrite, write_all
 
@@ -93,10 +94,12 @@ def assemble(
     contacts: pl.DataFrame,
     rejects: pl.DataFrame,
     gap_seconds: int,
+    until: int,
 ) -> ChunkBatch:
     """Merge fetched messages into the stored ones of the same chats and re-derive their sessions.
 
-    `planned` are the chats that were fetched (from `plan_fetch`); `fetched` and `stored` have the
+    `planned` are the chats that were fetched (from `plan_fetch`) up to `until` (unix seconds,
+    inclusive); `fetched` and `stored` have the
     MESSAGES schema (`stored` = every stored message of the planned chats). A message present in
     both keeps the fetched version (acks and edits move forward). Sessions are re-derived for every
     planned chat over all its messages, so late messages extend or merge sessions (rule 5).
@@ -111,7 +114,9 @@ def assemble(
         .join(chat_keys, on=keys, how="inner")
     )
     with_sessions, sessions = derive_sessions(combined, gap_seconds)
-    synced = planned.with_columns(pl.col("last_message_at").alias("synced_until"))
+    # The fetch covered history up to `until`: activity listed after it keeps the chat stale.
+    covered = pl.lit(until, pl.Int64).mul(1_000_000).cast(schemas.UTC_TIME)
+    synced = planned.with_columns(pl.min_horizontal("last_message_at", covered).alias("synced_until"))
     return ChunkBatch(
         chunk_keys=sorted(chunk_keys),
         messages=schemas.conform(with_sessions, schemas.MESSAGES),
@@ -183,6 +188,7 @@ async def import_chunks(
 ) -> ChunkBatch:
     """Fetch and assemble the chunks `chunk_keys` (one run): nothing is written here."""
     started = time.perf_counter()
+    until = default_until() if until is None else int(until)
     registry = reads.chats_in_chunks(conn, db_schema, chunk_keys)
     state = reads.chat_state(conn, db_schema, chunk_keys)
     planned = plan_fetch(registry, state, gap_seconds, full=full)
@@ -204,6 +210,7 @@ async def import_chunks(
         _concat(contacts, schemas.CONTACTS),
         _concat(rejects, schemas.REJECTS),
         gap_seconds,
+        until,
     )
     batch.stats.update(
         chats_planned=planned.height,
