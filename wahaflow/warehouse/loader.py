@@ -1,4 +1,4 @@
-"""Bulk loader: a Polars frame into a warehouse table, COPY into TEMP staging, then one set-based write.
+r"""Bulk loader: a Polars frame into a warehouse table, COPY into TEMP staging, then one set-based write.
 
 `load_frame` runs in `conn.transaction()`: inside a transaction the caller already has open that is
 a savepoint, so a chunk run that loads several tables commits all or nothing and the loader never
@@ -16,26 +16,39 @@ characters are removed from every text column (design.md rule 8), and rows are s
 key. Identifiers are always quoted with `psycopg.sql`; data only travels through COPY or bound
 parameters.
 
-How the rows travel, and why (1,000,000 realistic MESSAGES rows, 2-core box shared with other
-work, PG 16 on the same machine; CPU seconds are what matters when client and server share 2 cores):
+How the rows travel, and why. Measured on this 2-core box (PG 16 on the same machine, other
+sessions' benchmarks running, load 2-5, so wall times are noisy; the CPU seconds of the client
+process and of the server backend are the stable figure, and on 2 shared cores their sum is what
+limits throughput). 1,000,000 realistic MESSAGES rows (benchmarks/loader.py):
 
-  COPY into the TEMP staging table             client CPU   server CPU   wall
-  psycopg binary COPY, write_row + set_types      3.3-3.7 s    1.2 s       4.3-6.3 s
-  CSV bytes from Polars' Rust writer (kept)       0.9-1.1 s    2.1-2.8 s   3.1-5.8 s
-  ADBC adbc_ingest(temporary=True)                -            -           3.0 s
+  COPY into the TEMP staging table                client CPU   server CPU   wall
+  psycopg binary COPY, write_row + set_types      3.3-3.7 s    1.2 s        4.3-6.3 s
+  CSV bytes from Polars' Rust writer (kept)       0.8-1.1 s    2.1-2.9 s    3.1-5.8 s
+  ADBC adbc_ingest(temporary=True) (rejected)     1.2-1.6 s    1.4 s        2.8-3.1 s
 
-  Binary COPY parses faster on the server, but building rows in Python costs three times the CPU
-  Polars needs to encode CSV, and Polars' writer handles NULL (unquoted empty) vs "" (quoted) and
-  embedded quotes/newlines exactly. ADBC was rejected: it opens its own libpq session, so its TEMP
-  table and its transaction cannot be the caller's, which breaks "one chunk run = one transaction".
-  Block size barely matters (one block vs 20k- or 100k-row slices within noise); 100k-row slices
-  bound the extra memory.
+  CSV wins over binary write_row: building rows in Python costs ~3x the CPU Polars needs to encode
+  CSV, and Polars' writer gets NULL (unquoted empty) vs "" (quoted), quotes, newlines and `\.`
+  right. ADBC is a little cheaper but was rejected: it opens its own libpq session, so its TEMP
+  table and transaction cannot be the caller's, which breaks "one chunk run = one transaction".
+  Block size is within noise (one block vs 20k- or 100k-row slices); 100k-row slices bound memory.
 
-  Then INSERT ... SELECT ... ON CONFLICT DO UPDATE into the indexed `messages` table:
-  rows in frame order, shuffled                 server CPU 22.0 s   wall 33.5 s
-  rows sorted by primary key (kept)             server CPU  9.1 s   wall  9.5 s
-  Sorting in Polars costs ~0.3 s and makes the primary-key (and, since WAHA ids start with the chat
-  id, the chat) index inserts sequential instead of random.
+  Writing staging into the indexed `messages` table (server CPU; empty table unless noted):
+  plain INSERT ... SELECT (no conflict handling)          5.6-7.6 s
+  INSERT ... ON CONFLICT DO UPDATE ... IS DISTINCT (kept)  8.2-10.8 s; 4.3-5.4 s for a re-load
+    same, staging in shuffled order instead of key order   22.0 s (wall 33 s): sorting pays
+    same, counting inserted/updated in a CTE                within noise of the above (kept)
+  UPDATE ... FROM + INSERT ... WHERE NOT EXISTS; MERGE      6.5 s each into an empty table, but the
+    former took 26.7 s for 1M new rows into a table of 2M (hash anti-join over the whole target;
+    upsert: 11.3 s), and both fail on a concurrent writer of the same key: rejected.
+  psql \copy straight into the table (the floor)           7.7-9.2 s
+
+  Sorting by primary key in Polars (~0.3 s wall) makes index inserts sequential when the frame
+  arrives shuffled (e.g. after a join or group_by); WAHA ids start with the chat id, so key order
+  also keeps the (waha_session, chat_id, sent_at) index local.
+
+  End to end (`python -m benchmarks.loader`, load average ~2.7): merge into the empty indexed table
+  16.2 s (62k rows/s; CPU client 2.3 s, server 13.0 s), re-load of the same rows 10.1 s (99k rows/s),
+  replace 23.0 s; `psql \copy` of the same CSV into the same fresh table 12.75 s (78k rows/s).
 """
 
 from __future__ import annotations

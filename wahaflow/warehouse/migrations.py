@@ -74,8 +74,35 @@ def add_missing_columns(table: str) -> Step:
     return step
 
 
+def create_inbox(conn: psycopg.Connection, schema: str) -> None:
+    """The webhook inbox (wahaflow/webhook/inbox.py) with its dedup and pending indexes.
+
+    - `inbox_message_event_key`: at most one row per (waha_session, event, message_id) for events
+      that carry a message (a redelivery with a new envelope id is stored once). Acks are excluded:
+      one message is acked several times (SERVER, DEVICE, READ) under the same message id.
+    - `inbox_pending_idx`: the pending (unapplied) events per chat, for the inbox sensor and the chunk
+      runs; partial, so it stays as small as the backlog.
+    """
+    create_tables(conn, schema, {"inbox": TABLE_SPECS["inbox"]})
+    inbox = sql.Identifier(schema, "inbox")
+    conn.execute(
+        sql.SQL(
+            "CREATE UNIQUE INDEX IF NOT EXISTS inbox_message_event_key"
+            " ON {} (waha_session, event, message_id)"
+            " WHERE message_id IS NOT NULL AND event NOT IN ('message.ack', 'message.ack.group')"
+        ).format(inbox)
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS inbox_pending_idx ON {} (waha_session, chat_id)"
+            " WHERE processed_at IS NULL"
+        ).format(inbox)
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables of design.md §4 with keys and indexes", create_tables),
+    Migration(2, "webhook inbox with dedup and pending indexes", create_inbox),
 )
 """Every migration, in version order. Append new steps; never edit or renumber applied ones."""
 

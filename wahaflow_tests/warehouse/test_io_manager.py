@@ -13,6 +13,7 @@ from psycopg import conninfo
 from wahaflow import schemas
 from wahaflow.warehouse.io_manager import PostgresPolarsIOManager
 from wahaflow.warehouse.resource import PostgresResource
+from wahaflow.warehouse.tables import TABLE_SPECS
 from wahaflow.warehouse.writes import TableWrite, TableWrites
 from wahaflow_tests.warehouse.conftest import committed, messages
 
@@ -189,6 +190,6 @@ def test_resource_connections_see_a_migrated_schema(pg_url: str, pg_schema: str)
         tables = conn.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", [pg_schema]
         ).fetchone()
-        assert tables == (6,)  # five tables + schema_migrations
+        assert tables == (len(TABLE_SPECS) + 1,)  # every table + schema_migrations
     with pytest.raises(psycopg.errors.UndefinedTable), resource.connect() as conn:
         conn.execute("SELECT * FROM no_such_table")

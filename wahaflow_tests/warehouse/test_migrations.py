@@ -15,6 +15,8 @@ from wahaflow.warehouse import migrations
 from wahaflow.warehouse.migrations import MIGRATIONS, Migration, add_missing_columns, migrate
 from wahaflow.warehouse.tables import TABLE_SPECS, TableSpec, build_metadata, sql_type
 
+ALL_VERSIONS = [m.version for m in MIGRATIONS]
+
 
 def _columns(conn: psycopg.Connection, schema: str, table: str) -> dict[str, tuple[str, str]]:
     rows = conn.execute(
@@ -46,7 +48,7 @@ def test_metadata_is_generated_from_the_frame_schemas() -> None:
 
 def test_migrate_creates_the_tables_with_keys_and_indexes(pg_url: str, pg_schema: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert migrate(conn, pg_schema) == [m.version for m in MIGRATIONS]
+        assert migrate(conn, pg_schema) == ALL_VERSIONS
         messages = _columns(conn, pg_schema, "messages")
         assert messages["sent_at"] == ("timestamp with time zone", "YES")
         assert messages["ack"] == ("smallint", "YES")
@@ -63,7 +65,7 @@ def test_migrate_creates_the_tables_with_keys_and_indexes(pg_url: str, pg_schema
 
 def test_migrate_is_idempotent(pg_url: str, pg_schema: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert migrate(conn, pg_schema) == [1]
+        assert migrate(conn, pg_schema) == ALL_VERSIONS
         before = {t: _columns(conn, pg_schema, t) for t in TABLE_SPECS}
         assert migrate(conn, pg_schema) == []
         assert migrate(conn, pg_schema) == []
@@ -71,7 +73,7 @@ def test_migrate_is_idempotent(pg_url: str, pg_schema: str) -> None:
         versions = conn.execute(
             sql.SQL("SELECT version FROM {}").format(sql.Identifier(pg_schema, "schema_migrations"))
         ).fetchall()
-        assert versions == [(1,)]
+        assert versions == [(v,) for v in ALL_VERSIONS]
 
 
 def test_concurrent_migrations_both_succeed(pg_url: str) -> None:
@@ -97,7 +99,7 @@ def test_concurrent_migrations_both_succeed(pg_url: str) -> None:
         for t in threads:
             t.join(30)
         assert not errors
-        assert sorted(applied) == [[], [], [], [1]]
+        assert sorted(applied) == [[], [], [], ALL_VERSIONS]
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
@@ -118,8 +120,9 @@ def test_a_new_step_adds_columns_and_a_forgotten_step_is_named(
         with pytest.raises(RuntimeError, match=r"messages\.edited_at"):
             migrate(conn, pg_schema)
         # ...with one: applied once, the column exists, and a rerun is a no-op.
-        steps = (*MIGRATIONS, Migration(2, "messages.edited_at", add_missing_columns("messages")))
-        assert migrate(conn, pg_schema, steps) == [2]
+        new = ALL_VERSIONS[-1] + 1
+        steps = (*MIGRATIONS, Migration(new, "messages.edited_at", add_missing_columns("messages")))
+        assert migrate(conn, pg_schema, steps) == [new]
         assert _columns(conn, pg_schema, "messages")["edited_at"][0] == "timestamp with time zone"
         assert migrate(conn, pg_schema, steps) == []
 
