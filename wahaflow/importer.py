@@ -21,7 +21,8 @@ from wahaflow.waha.client import WahaClient
 from wahaflow.waha.fetch import fetch_chats, fetch_chunk, fetch_contacts
 from wahaflow.waha.paging import default_until
 from wahaflow.warehouse import reads
-from wahaflow.warehouse.writes import TableWrite, write_all
+from wahaflow.warehouse.writes import TableWrite, TableWrites, write_all
+from wahaflow.webhook.apply import InboxBatch, key_id_expr, mark_processed, pending_events
 
 
 @dataclass
@@ -36,6 +37,17 @@ class ChunkBatch:
     rejects: pl.DataFrame
     chats: pl.DataFrame
     stats: dict[str, float] = field(default_factory=dict)
+    inbox_event_ids: list[str] = field(default_factory=list)  # applied here: marked processed on write
+
+    def table_writes(self) -> TableWrites:
+        """Everything to store, in one transaction that also marks the applied inbox events."""
+        event_ids = list(self.inbox_event_ids)
+
+        def mark_inbox(conn: psycopg.Connection, db_schema: str) -> None:
+            if event_ids:
+                mark_processed(conn, db_schema, event_ids)
+
+        return TableWrites(tuple(self.writes()), then=(mark_inbox,))
 
     def writes(self) -> list[TableWrite]:
         """The table writes, in order, that store this batch (one transaction)."""
@@ -89,31 +101,44 @@ def plan_fetch(chats: pl.DataFrame, state: pl.DataFrame, gap_seconds: int, *, fu
 def assemble(
     chunk_keys: list[str],
     planned: pl.DataFrame,
+    affected: pl.DataFrame,
     fetched: pl.DataFrame,
     stored: pl.DataFrame,
     contacts: pl.DataFrame,
     rejects: pl.DataFrame,
     gap_seconds: int,
     until: int,
+    inbox: InboxBatch | None = None,
 ) -> ChunkBatch:
-    """Merge fetched messages into the stored ones of the same chats and re-derive their sessions.
+    """Merge fetched (and webhook) messages into the stored ones and re-derive their chats' sessions.
 
     `planned` are the chats that were fetched (from `plan_fetch`) up to `until` (unix seconds,
-    inclusive); `fetched` and `stored` have the
-    MESSAGES schema (`stored` = every stored message of the planned chats). A message present in
-    both keeps the fetched version (acks and edits move forward). Sessions are re-derived for every
-    planned chat over all its messages, so late messages extend or merge sessions (rule 5).
+    inclusive); `affected` (CHATS rows) every chat whose messages change: the planned ones plus those
+    with pending inbox events. `fetched` and `stored` have the MESSAGES schema (`stored` = every
+    stored message of the affected chats). A message present in both keeps the fetched version,
+    except for the edit/revoke flags, which only webhooks set. Then the inbox's acks (never
+    backwards), edits and revokes are applied. Sessions are re-derived for every affected chat over
+    all its messages, so late messages extend or merge sessions (rule 5).
     """
     started = time.perf_counter()
     keys = ["waha_session", "chat_id"]
-    chat_keys = planned.select(*keys, "chunk_key")
-    combined = (
-        pl.concat([stored, fetched])  # fetched last: `keep="last"` prefers it
-        .unique(subset=["waha_session", "message_id"], keep="last")
-        .drop("chunk_key")
-        .join(chat_keys, on=keys, how="inner")
+    message_key = ["waha_session", "message_id"]
+    inbox = inbox or InboxBatch()
+    flags = stored.select(
+        *message_key, pl.col("edited_at").alias("_edited"), pl.col("revoked_at").alias("_revoked")
     )
-    with_sessions, sessions = derive_sessions(combined, gap_seconds)
+    combined = (
+        pl.concat([stored, schemas.conform(inbox.messages, schemas.MESSAGES), fetched])  # last wins
+        .unique(subset=message_key, keep="last")
+        .join(flags, on=message_key, how="left")
+        .with_columns(
+            pl.coalesce("edited_at", "_edited").alias("edited_at"),
+            pl.coalesce("revoked_at", "_revoked").alias("revoked_at"),
+        )
+        .drop("_edited", "_revoked", "chunk_key")
+        .join(affected.select(*keys, "chunk_key"), on=keys, how="inner")
+    )
+    with_sessions, sessions = derive_sessions(apply_inbox(combined, inbox), gap_seconds)
     # The fetch covered history up to `until`: activity listed after it keeps the chat stale.
     covered = pl.lit(until, pl.Int64).mul(1_000_000).cast(schemas.UTC_TIME)
     synced = planned.with_columns(pl.min_horizontal("last_message_at", covered).alias("synced_until"))
@@ -121,13 +146,46 @@ def assemble(
         chunk_keys=sorted(chunk_keys),
         messages=schemas.conform(with_sessions, schemas.MESSAGES),
         sessions=schemas.conform(sessions, schemas.SESSIONS),
-        touched_chats=planned.select(keys),
-        contacts=schemas.conform(contacts, schemas.CONTACTS).unique(
-            subset=["waha_session", "contact_id"], keep="last"
-        ),
-        rejects=schemas.conform(rejects, schemas.REJECTS),
+        touched_chats=affected.select(keys),
+        contacts=schemas.conform(
+            pl.concat([contacts, inbox.contacts], how="diagonal_relaxed"), schemas.CONTACTS
+        ).unique(subset=["waha_session", "contact_id"], keep="last"),
+        rejects=schemas.conform(pl.concat([rejects, inbox.rejects], how="diagonal_relaxed"), schemas.REJECTS),
         chats=schemas.conform(synced, schemas.CHATS),
         stats={"sessionize_seconds": time.perf_counter() - started},
+        inbox_event_ids=list(inbox.event_ids),
+    )
+
+
+def apply_inbox(messages: pl.DataFrame, inbox: InboxBatch) -> pl.DataFrame:
+    """`messages` with the inbox's acks (the highest wins), edits (new body) and revokes (flag) applied.
+
+    Edits and revokes name messages by their bare key id within a chat (waha-api.md §4).
+    """
+    keyed = messages.with_columns(key_id_expr(pl.col("message_id")).alias("_key"))
+    acks = inbox.acks.select("waha_session", "message_id", pl.col("ack").alias("_ack"))
+    edits = inbox.edits.select(
+        "waha_session",
+        "chat_id",
+        pl.col("key_id").alias("_key"),
+        pl.col("body").alias("_body"),
+        pl.col("edited_at").alias("_edited_at"),
+    ).unique(subset=["waha_session", "chat_id", "_key"], keep="last")
+    revokes = inbox.revokes.select(
+        "waha_session", "chat_id", pl.col("key_id").alias("_key"), pl.col("revoked_at").alias("_revoked_at")
+    ).unique(subset=["waha_session", "chat_id", "_key"], keep="first")
+    by_key = ["waha_session", "chat_id", "_key"]
+    return (
+        keyed.join(acks, on=["waha_session", "message_id"], how="left")
+        .join(edits, on=by_key, how="left")
+        .join(revokes, on=by_key, how="left")
+        .with_columns(
+            pl.max_horizontal("ack", "_ack").cast(pl.Int16).alias("ack"),
+            pl.coalesce("_body", "body").alias("body"),
+            pl.coalesce("_edited_at", "edited_at").alias("edited_at"),
+            pl.coalesce("revoked_at", "_revoked_at").alias("revoked_at"),
+        )
+        .drop("_key", "_ack", "_body", "_edited_at", "_revoked_at")
     )
 
 
@@ -201,22 +259,39 @@ async def import_chunks(
         contacts.append(result.contacts)
         rejects.append(result.rejects)
         fetch_stats.append(result.stats)
-    stored = reads.messages_of_chats(conn, db_schema, planned.select("waha_session", "chat_id"))
+    # Webhook events waiting for these chats are applied in the same transaction as the fetch.
+    inbox = pending_events(conn, db_schema, registry.select("waha_session", "chat_id"))
+    inbox_chats = pl.concat(
+        [
+            f.select("waha_session", "chat_id")
+            for f in (inbox.messages, inbox.acks, inbox.edits, inbox.revokes)
+        ]
+    )
+    affected = registry.join(
+        pl.concat([planned.select("waha_session", "chat_id"), inbox_chats]).unique(),
+        on=["waha_session", "chat_id"],
+        how="semi",
+    )
+    stored = reads.messages_of_chats(conn, db_schema, affected.select("waha_session", "chat_id"))
     batch = assemble(
         chunk_keys,
         planned,
+        affected,
         _concat(fetched, schemas.MESSAGES),
         stored,
         _concat(contacts, schemas.CONTACTS),
         _concat(rejects, schemas.REJECTS),
         gap_seconds,
         until,
+        inbox,
     )
     batch.stats.update(
         chats_planned=planned.height,
         chats_registered=registry.height,
         messages_fetched=sum(f.height for f in fetched),
         messages_stored_before=stored.height,
+        inbox_events=len(inbox.event_ids),
+        inbox_messages=inbox.messages.height,
         waha_requests=sum(s.requests for s in fetch_stats),
         waha_retries=sum(s.retries for s in fetch_stats),
         fetch_seconds=sum(s.seconds for s in fetch_stats),

@@ -46,6 +46,8 @@ MESSAGES = pl.Schema(
         "ack": pl.Int16,
         "session_id": pl.String,
         "chunk_key": pl.String,
+        "edited_at": UTC_TIME,  # last edit applied (webhook `message.edited`); body is the new text
+        "revoked_at": UTC_TIME,  # revoked ("deleted for everyone"): flagged, never deleted
     }
 )
 

@@ -150,7 +150,7 @@ def chunk_import(
     _partition_metadata(context, batch)
     figures = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in batch.stats.items()}
     yield dg.Output(
-        TableWrites(tuple(batch.writes())),
+        batch.table_writes(),
         output_name="messages",
         metadata={
             **figures,

@@ -56,6 +56,9 @@ class ServerConfig:
     - `webjs_empty_batch_error`: reproduce WAHA's WEBJS crash when no loaded message passes the
       filters (`earliest` is undefined -> 500); off by default.
     - `auth_exclude`: paths served without a key (WAHA's `WAHA_API_KEY_EXCLUDE_PATH`).
+    - `webhook_url`: when set at `SimulatorServer.start()`, every later mutation of the accounts is
+      POSTed there as a WAHA event (simulator/webhooks.py); `webhook_hmac_key` signs the bodies
+      (`X-Webhook-Hmac`); `webhook_redelivery_rate` (0..1) posts an event twice with the same body.
     """
 
     api_key: str | None = None
@@ -72,6 +75,9 @@ class ServerConfig:
     webjs_initial_loaded: int = 1
     webjs_empty_batch_error: bool = False
     auth_exclude: frozenset[str] = frozenset()
+    webhook_url: str | None = None
+    webhook_hmac_key: str | None = field(default=None, repr=False)
+    webhook_redelivery_rate: float = 0.0
     _seeded: int | None = field(default=None, init=False, repr=False)
     _fault_rng: random.Random = field(default_factory=random.Random, init=False, repr=False)
     _arrival_rng: random.Random = field(default_factory=random.Random, init=False, repr=False)
@@ -87,6 +93,8 @@ class ServerConfig:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be within 0..1")
+        if not 0.0 <= self.webhook_redelivery_rate <= 1.0:
+            raise ValueError("webhook_redelivery_rate must be within 0..1")
         if self.session_status not in SESSION_STATUSES:
             raise ValueError(f"session_status must be one of {SESSION_STATUSES}")
 

@@ -25,6 +25,7 @@ from starlette.types import Scope
 from wahaflow.simulator.account import Account, AccountSpec
 from wahaflow.simulator.app import Simulator, create_app
 from wahaflow.simulator.config import ServerConfig, Stats
+from wahaflow.simulator.webhooks import WebhookEmitter
 
 
 class SimulatorServer:
@@ -59,6 +60,7 @@ class SimulatorServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
+        self.webhooks: WebhookEmitter | None = None
 
     @property
     def account(self) -> Account:
@@ -74,6 +76,8 @@ class SimulatorServer:
         """Bind, start serving on a background thread, and wait until requests are accepted."""
         if self._thread is not None:
             return self
+        if self.config.webhook_url and self.webhooks is None:
+            self.enable_webhooks(self.config.webhook_url)
         # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto is
         # IPPROTO_TCP, and accepted sockets inherit it from this one (0 would leave Nagle on)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -104,8 +108,24 @@ class SimulatorServer:
             time.sleep(0.005)
         return self
 
+    def enable_webhooks(self, url: str, **options: object) -> WebhookEmitter:
+        """POST every later mutation of the accounts to `url` as WAHA events (simulator/webhooks.py);
+        `options` go to `WebhookEmitter` (default `hmac_key`/`redelivery_rate` from the config)."""
+        if self.webhooks is not None:
+            self.webhooks.close()
+        options.setdefault("hmac_key", self.config.webhook_hmac_key)
+        options.setdefault("redelivery_rate", self.config.webhook_redelivery_rate)
+        emitter = WebhookEmitter(url, **options)  # type: ignore[arg-type]
+        for account in self.accounts.values():
+            emitter.attach(account)
+        self.webhooks = emitter.start()
+        return emitter
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving and join the thread (idempotent)."""
+        if self.webhooks is not None:
+            self.webhooks.close(timeout)
+            self.webhooks = None
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

@@ -69,7 +69,10 @@ class PostgresPolarsIOManager(dg.ConfigurableIOManager):
         partition_column = str(context.definition_metadata.get("partition_expr") or PARTITION_COLUMN)
         schema = self.postgres.db_schema
         with self.postgres.connect() as conn:
-            results = write_all(conn, schema, writes, partition_keys=keys, partition_column=partition_column)
+            then = obj.then if isinstance(obj, TableWrites) else ()
+            results = write_all(
+                conn, schema, writes, partition_keys=keys, partition_column=partition_column, then=then
+            )
         context.add_output_metadata(_metadata(schema, writes, results, keys))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:

@@ -103,6 +103,9 @@ def create_inbox(conn: psycopg.Connection, schema: str) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables of design.md §4 with keys and indexes", create_tables),
     Migration(2, "webhook inbox with dedup and pending indexes", create_inbox),
+    Migration(
+        3, "messages: edited_at and revoked_at (webhook edits and revokes)", add_missing_columns("messages")
+    ),
 )
 """Every migration, in version order. Append new steps; never edit or renumber applied ones."""
 

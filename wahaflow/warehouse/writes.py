@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -29,9 +29,13 @@ class TableWrite:
 
 @dataclass(frozen=True)
 class TableWrites:
-    """An ordered set of writes that succeed or fail together."""
+    """An ordered set of writes that succeed or fail together.
+
+    `then` runs after the writes, inside the same transaction (e.g. marking inbox events processed).
+    """
 
     writes: tuple[TableWrite, ...]
+    then: tuple[Callable[[psycopg.Connection, str], object], ...] = ()
 
 
 def write_all(
@@ -41,10 +45,12 @@ def write_all(
     *,
     partition_keys: Sequence[str] | None = None,
     partition_column: str = "chunk_key",
+    then: Sequence[Callable[[psycopg.Connection, str], object]] = (),
 ) -> dict[str, LoadResult]:
     """Apply `writes` in order inside one transaction; any failure rolls back every one of them.
 
-    `partition_keys`/`partition_column` are passed to every `load_frame` (see there).
+    `partition_keys`/`partition_column` are passed to every `load_frame` (see there); `then` runs
+    after the writes, in the same transaction.
     """
     results: dict[str, LoadResult] = {}
     with conn.transaction():
@@ -60,4 +66,6 @@ def write_all(
                 replace_scope=write.replace_scope,
                 keep_existing_on_null=write.keep_existing_on_null,
             )
+        for step in then:
+            step(conn, schema)
     return results

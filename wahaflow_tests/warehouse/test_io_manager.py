@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 import psycopg
 import pytest
-from psycopg import conninfo
+from psycopg import conninfo, sql
 
 from wahaflow import schemas
 from wahaflow.warehouse.io_manager import PostgresPolarsIOManager
@@ -95,11 +95,9 @@ def _run(
 
 
 def _chunks(pg_url: str, schema: str, table: str) -> dict[str, int]:
-    rows = committed(pg_url, schema, table)
-    out: dict[str, int] = {}
-    for row in rows:
-        out[row[-1]] = out.get(row[-1], 0) + 1
-    return out
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        query = sql.SQL("SELECT chunk_key, count(*) FROM {} GROUP BY 1").format(sql.Identifier(schema, table))
+        return dict(c.execute(query).fetchall())
 
 
 def test_single_partition_then_ranged_run(pg_url: str, pg_schema: str, instance, resources) -> None:

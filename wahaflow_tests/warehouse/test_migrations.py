@@ -111,19 +111,19 @@ def test_a_new_step_adds_columns_and_a_forgotten_step_is_named(
     with psycopg.connect(pg_url, autocommit=True) as conn:
         migrate(conn, pg_schema)
         # A later version of the contract adds a column to `messages`...
-        extended = pl.Schema({**schemas.MESSAGES, "edited_at": schemas.UTC_TIME})
+        extended = pl.Schema({**schemas.MESSAGES, "starred_at": schemas.UTC_TIME})
         specs = dict(TABLE_SPECS)
         specs["messages"] = TableSpec("messages", extended, schemas.PRIMARY_KEYS["messages"])
         monkeypatch.setattr(migrations, "TABLE_SPECS", specs)
         monkeypatch.setattr("wahaflow.warehouse.tables.TABLE_SPECS", specs)
         # ...without a migration step: migrate refuses and names the column.
-        with pytest.raises(RuntimeError, match=r"messages\.edited_at"):
+        with pytest.raises(RuntimeError, match=r"messages\.starred_at"):
             migrate(conn, pg_schema)
         # ...with one: applied once, the column exists, and a rerun is a no-op.
         new = ALL_VERSIONS[-1] + 1
-        steps = (*MIGRATIONS, Migration(new, "messages.edited_at", add_missing_columns("messages")))
+        steps = (*MIGRATIONS, Migration(new, "messages.starred_at", add_missing_columns("messages")))
         assert migrate(conn, pg_schema, steps) == [new]
-        assert _columns(conn, pg_schema, "messages")["edited_at"][0] == "timestamp with time zone"
+        assert _columns(conn, pg_schema, "messages")["starred_at"][0] == "timestamp with time zone"
         assert migrate(conn, pg_schema, steps) == []
 
 
