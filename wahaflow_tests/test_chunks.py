@@ -65,7 +65,9 @@ def test_register_keeps_known_chunks_and_reports_new_keys():
     from wahaflow.chunks import register
 
     def listed(ids):
-        return schemas.conform(_chats("default", ids).with_columns(pl.col("chat_id").alias("name")), schemas.CHATS)
+        return schemas.conform(
+            _chats("default", ids).with_columns(pl.col("chat_id").alias("name")), schemas.CHATS
+        )
 
     rows, new_keys = register(listed(["a@c.us", "b@c.us", "c@c.us"]), REGISTERED, 2)
     assert new_keys == ["default-00000", "default-00001"]
