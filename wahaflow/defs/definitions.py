@@ -7,7 +7,7 @@ import dagster as dg
 from wahaflow.defs.assets import build_chats, build_chunk_import
 from wahaflow.defs.checks import CHECKS
 from wahaflow.defs.resources import WahaResource
-from wahaflow.defs.sensors import build_activity_sensor, chat_discovery_sensor
+from wahaflow.defs.sensors import build_activity_sensor, build_inbox_sensor, chat_discovery_sensor
 from wahaflow.settings import Settings, get_settings
 from wahaflow.warehouse.io_manager import PostgresPolarsIOManager
 from wahaflow.warehouse.resource import PostgresResource
@@ -36,7 +36,11 @@ def build_defs(settings: Settings) -> dg.Definitions:
         assets=[chats, chunk_import],
         asset_checks=CHECKS,
         jobs=[registry_job, chunk_import_job],
-        sensors=[chat_discovery_sensor, build_activity_sensor(settings.activity_interval_seconds)],
+        sensors=[
+            chat_discovery_sensor,
+            build_activity_sensor(settings.activity_interval_seconds),
+            build_inbox_sensor(30),
+        ],
         resources={
             "waha": WahaResource(),
             "postgres": postgres,

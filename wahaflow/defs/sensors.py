@@ -6,6 +6,8 @@
   refreshes every known chat's last activity, which is what the activity sensor reads.
 - `chunk_activity_sensor` requests runs for chunks whose chats show activity after their last sync,
   grouped into ranged runs, skipping chunks that already have a run queued or in progress.
+- `webhook_inbox_sensor` does the same for chunks whose chats have webhook events in the inbox; the
+  chunk run applies them in its own transaction and marks them processed, so each applies once.
 """
 
 import asyncio
@@ -159,3 +161,29 @@ def build_activity_sensor(interval_seconds: int) -> dg.SensorDefinition:
         )
 
     return chunk_activity_sensor
+
+
+def build_inbox_sensor(interval_seconds: int) -> dg.SensorDefinition:
+    """The inbox sensor: runs for the chunks whose chats have webhook events waiting."""
+
+    @dg.sensor(
+        name="webhook_inbox_sensor",
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Turns pending webhook inbox events into runs of the affected chunks.",
+    )
+    def webhook_inbox_sensor(
+        context: dg.SensorEvaluationContext, postgres: PostgresResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        with postgres.connect() as conn:
+            pending = set(reads.chunks_with_pending_events(conn, postgres.db_schema))
+        all_keys = context.instance.get_dynamic_partitions(chat_chunks.name)
+        wanted = (pending & set(all_keys)) - busy_chunks(context.instance)
+        if not wanted:
+            return dg.SkipReason("no webhook events waiting")
+        settings = get_settings()
+        return dg.SensorResult(
+            run_requests=chunk_run_requests(all_keys, wanted, settings.chunks_per_run, "inbox")
+        )
+
+    return webhook_inbox_sensor

@@ -98,7 +98,13 @@ def run_sync(
     all_keys = instance.get_dynamic_partitions(chat_chunks.name)
     postgres = PostgresResource(db_schema=settings.db_schema)
     with postgres.connect() as conn:
-        wanted = all_keys if full else reads.stale_chunks(conn, postgres.db_schema)
+        if full:
+            wanted = all_keys
+        else:  # chats with new activity, and chats with webhook events waiting in the inbox
+            wanted = sorted(
+                set(reads.stale_chunks(conn, postgres.db_schema))
+                | set(reads.chunks_with_pending_events(conn, postgres.db_schema))
+            )
     runs = batches(all_keys, wanted, settings.chunks_per_run)
     report.chunks_total = len(all_keys)
     job = defs.resolve_job_def("chunk_import_job")

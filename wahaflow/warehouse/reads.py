@@ -134,3 +134,12 @@ def table_counts(conn: psycopg.Connection, db_schema: str) -> dict[str, int]:
     )
     counts["duplicates"] = int(conn.execute(duplicates).fetchone()[0])
     return counts
+
+
+def chunks_with_pending_events(conn: psycopg.Connection, db_schema: str) -> list[str]:
+    """Chunks of registered chats that have webhook events waiting in the inbox."""
+    query = sql.SQL(
+        "SELECT DISTINCT c.chunk_key FROM {inbox} i JOIN {chats} c USING (waha_session, chat_id) "
+        "WHERE i.processed_at IS NULL AND c.chunk_key IS NOT NULL ORDER BY 1"
+    ).format(inbox=sql.Identifier(db_schema, "inbox"), chats=sql.Identifier(db_schema, "chats"))
+    return [row[0] for row in conn.execute(query).fetchall()]

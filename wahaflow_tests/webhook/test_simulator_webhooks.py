@@ -116,3 +116,32 @@ def test_emitter_signs_and_retries(simulator_factory) -> None:
     assert envelope["me"]["id"] == sim.account.me
     assert envelope["payload"]["fromMe"] is False
     assert emitter.stats.retries == 1 and emitter.stats.delivered == 1
+
+
+def test_message_and_message_any_and_redelivery(simulator_factory) -> None:
+    received: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        received.append(orjson.loads(request.content))
+        return httpx.Response(200)
+
+    sim = simulator_factory(chats=10, messages=30, engine="NOWEB")
+    emitter = WebhookEmitter(
+        "http://receiver.invalid/webhooks/waha",
+        events={"message", "message.any"},
+        redelivery_rate=1.0,
+        transport=httpx.MockTransport(handler),
+    )
+    emitter.attach(sim.account).start()
+    sim.account.add_messages(1, from_me=False)
+    sim.account.add_messages(1, from_me=True)
+    sim.account.set_ack(sim.account.ground_truth_messages()["message_id"][0], 3)  # not subscribed
+    assert emitter.flush(10)
+    emitter.close()
+    sim.account.add_messages(1)  # after close: ignored
+    events = [e["event"] for e in received]
+    # incoming: message.any + message; own: message.any only; each posted twice (same body)
+    assert sorted(events) == ["message"] * 2 + ["message.any"] * 4
+    assert len({e["id"] for e in received}) == 3
+    assert all(re.fullmatch(r"evt_[0-9a-hjkmnp-tv-z]{26}", e["id"]) for e in received)
+    assert all(e["session"] == "default" and e["engine"] == "NOWEB" for e in received)
