@@ -53,8 +53,9 @@ def demo_command() -> int:
         f"Total time {time.perf_counter() - started:.1f} s."
     )
     console.print(
-        "\nOpen the Dagster UI on the same data (from the repository root):\n"
-        f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev\n"
+        "\nOpen the Dagster UI on the same data, from the repository root:\n"
+        "  .venv/bin/dagster dev\n"
+        f"(or anywhere: DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev -w <repo>/workspace.yaml)\n"
         "then http://127.0.0.1:3000 > Assets > messages > Partitions."
     )
     return 0 if report.ok and stored == truth else 1

@@ -2,8 +2,8 @@
 
 With `DAGSTER_HOME` set, that instance is used as it is. Otherwise the commands keep a Dagster home
 under `WAHAFLOW_HOME/dagster` whose `dagster.yaml` stores runs, events and schedules in the
-warehouse's Postgres (dagster-postgres): the configured server by reference to
-`WAHAFLOW_DATABASE_URL` (so no secret is written to disk), or the embedded server.
+warehouse's Postgres through `WahaflowPostgresStorage`: `WAHAFLOW_DATABASE_URL`, or the embedded
+server, resolved at run time (so no URL or secret is written to disk).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 from wahaflow.settings import Settings
-from wahaflow.warehouse.embedded import database_url
 
 INSTANCE_YAML = """\
 # Written by wahaflow: the Dagster instance of the `wahaflow` commands.
 storage:
-  postgres:
-    postgres_url: {postgres_url}
+  custom:
+    module: wahaflow.orchestrate.storage
+    class: WahaflowPostgresStorage
+    config: {}
 concurrency:
   pools:
     default_limit: 4
@@ -40,11 +41,7 @@ def dagster_home(settings: Settings) -> Path:
         return Path(configured)
     home = settings.home_dir / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    if settings.database_url is not None:
-        postgres_url = "{env: WAHAFLOW_DATABASE_URL}"
-    else:
-        postgres_url = f'"{database_url(settings)}"'
-    config = INSTANCE_YAML.format(postgres_url=postgres_url)
+    config = INSTANCE_YAML
     path = home / "dagster.yaml"
     if not path.exists() or path.read_text() != config:
         path.write_text(config)

@@ -148,6 +148,19 @@ class _Disconnected(Exception):
     pass
 
 
+class ReceiverApp(Starlette):
+    """Starlette, with `POST /webhooks/waha` dispatched straight to the receiver: the hot path skips
+    the middleware stack and the router (the other routes, 404/405 and lifespan go through them)."""
+
+    receiver: Receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == WEBHOOK_PATH:
+            await self.receiver(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     database_url: str,
     schema: str,
@@ -157,7 +170,7 @@ def create_app(
     migrate: bool = True,
     writers: int = 2,
     max_batch: int = 256,
-) -> Starlette:
+) -> ReceiverApp:
     """The receiver app. At startup (ASGI lifespan) it migrates `schema` (unless `migrate=False`) and
     opens the inbox's connection pool; at shutdown it commits what is queued and closes the pool.
 
@@ -178,13 +191,14 @@ def create_app(
         finally:
             await committer.close()
 
-    app = Starlette(
+    app = ReceiverApp(
         routes=[
             Route(WEBHOOK_PATH, receiver, methods=["POST"]),
             Route("/health", receiver.health, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
+    app.receiver = receiver
     app.state.receiver = receiver
     return app
 

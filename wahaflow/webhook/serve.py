@@ -54,6 +54,7 @@ def main(args: argparse.Namespace) -> int:
         loop="auto",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # not behind a proxy by default; saves a middleware on every request
         log_level="info",
         timeout_keep_alive=30,
         backlog=2048,
@@ -102,7 +103,13 @@ class BackgroundReceiver:
         self.port = sock.getsockname()[1]
         self._socket = sock
         config = uvicorn.Config(
-            self.app, http="httptools", lifespan="on", log_level="warning", access_log=False, backlog=2048
+            self.app,
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+            backlog=2048,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
