@@ -203,7 +203,7 @@ def create_app(
     return app
 
 
-def app_from_settings() -> Starlette:
+def app_from_settings() -> ReceiverApp:
     """The receiver configured from the environment (design.md §3): `WAHAFLOW_DATABASE_URL` (else the
     embedded Postgres), `WAHAFLOW_SCHEMA`, `WAHAFLOW_WEBHOOK_HMAC_KEY`. A uvicorn factory."""
     from wahaflow.settings import get_settings
