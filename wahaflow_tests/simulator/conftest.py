@@ -27,6 +27,7 @@ API_KEY = "k"
 # Where the OpenAPI document (2026.7.1) and its relaxations live: see `openapi` below.
 _REFERENCE_DIRS = [
     Path(os.environ["WAHAFLOW_REFERENCE_DIR"]) if os.environ.get("WAHAFLOW_REFERENCE_DIR") else None,
+    REPO_ROOT / "wahaflow_tests" / "reference",
     REPO_ROOT.parent / "shared" / "reference",
     REPO_ROOT / "shared" / "reference",
 ]

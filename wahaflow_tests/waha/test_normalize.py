@@ -23,9 +23,7 @@ from wahaflow.waha.normalize import (
     rejects_frame,
 )
 
-SAMPLES = Path("/work/shared/reference/waha-samples")
-if not SAMPLES.exists():  # the samples live beside the repository when run elsewhere
-    SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "waha-samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "reference" / "waha-samples"
 
 ME = "14155550100@c.us"
 ALICE = "14155550101@c.us"
