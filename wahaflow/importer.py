@@ -18,7 +18,8 @@ from wahaflow import schemas
 from wahaflow.chunks import register
 from wahaflow.sessions import derive_sessions
 from wahaflow.waha.client import WahaClient
-from wahaflow.waha.fetch import fetch_chats, fetch_chunk, fetch_contacts
+from wahaflow.waha.errors import WahaError
+from wahaflow.waha.fetch import STREAM_ENGINES, fetch_account_stream, fetch_chats, fetch_chunk, fetch_contacts
 from wahaflow.waha.paging import default_until
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.writes import TableWrite, TableWrites, write_all
@@ -243,22 +244,38 @@ async def import_chunks(
     gap_seconds: int,
     full: bool = False,
     until: float | None = None,
+    stream_min_chats: int = 100,
 ) -> ChunkBatch:
-    """Fetch and assemble the chunks `chunk_keys` (one run): nothing is written here."""
+    """Fetch and assemble the chunks `chunk_keys` (one run): nothing is written here.
+
+    On engines with an account-wide message stream (NOWEB, GOWS), a run that needs the whole
+    history of at least `stream_min_chats` chats of a session reads that stream instead.
+    """
     started = time.perf_counter()
     until = default_until() if until is None else int(until)
     registry = reads.chats_in_chunks(conn, db_schema, chunk_keys)
     state = reads.chat_state(conn, db_schema, chunk_keys)
     planned = plan_fetch(registry, state, gap_seconds, full=full)
     fetched, contacts, rejects, fetch_stats = [], [], [], []
+    streams = await _can_stream(client) if not planned.is_empty() else False
     for waha_session in planned["waha_session"].unique(maintain_order=True).to_list():
         session_chats = planned.filter(pl.col("waha_session") == waha_session)
         me = await client.session_info(waha_session)
-        result = await fetch_chunk(client, waha_session, me.me_id, session_chats, until=until)
-        fetched.append(result.messages)
-        contacts.append(result.contacts)
-        rejects.append(result.rejects)
-        fetch_stats.append(result.stats)
+        results = []
+        whole = session_chats.filter(pl.col("since").is_null())
+        if streams and whole.height >= stream_min_chats:
+            # Many whole histories: one account-wide stream instead of a request (or more) per chat.
+            streamed = await fetch_account_stream(client, waha_session, me.me_id, whole, until=until)
+            if streamed is not None:
+                results.append(streamed)
+                session_chats = session_chats.filter(pl.col("since").is_not_null())
+        if not session_chats.is_empty():
+            results.append(await fetch_chunk(client, waha_session, me.me_id, session_chats, until=until))
+        for result in results:
+            fetched.append(result.messages)
+            contacts.append(result.contacts)
+            rejects.append(result.rejects)
+            fetch_stats.append(result.stats)
     # Webhook events waiting for these chats are applied in the same transaction as the fetch.
     inbox = pending_events(conn, db_schema, registry.select("waha_session", "chat_id"))
     inbox_chats = pl.concat(
@@ -298,6 +315,15 @@ async def import_chunks(
         seconds=time.perf_counter() - started,
     )
     return batch
+
+
+async def _can_stream(client: WahaClient) -> bool:
+    """Whether the server's engine serves `chats/all/messages` (unknown engine: no)."""
+    try:
+        engine = (await client.server_version()).engine
+    except WahaError:
+        return False
+    return (engine or "").upper() in STREAM_ENGINES
 
 
 def _concat(frames: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame:

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     waha_retry_seconds: float = Field(120.0, validation_alias="WAHAFLOW_WAHA_RETRY_SECONDS", ge=0)
     step_retries: int = Field(3, validation_alias="WAHAFLOW_STEP_RETRIES", ge=0)
     chunks_per_run: int = Field(25, validation_alias="WAHAFLOW_CHUNKS_PER_RUN", gt=0)
+    stream_min_chats: int = Field(100, validation_alias="WAHAFLOW_STREAM_MIN_CHATS", gt=0)
     activity_interval_seconds: int = Field(300, validation_alias="WAHAFLOW_ACTIVITY_INTERVAL_SECONDS", gt=0)
 
     @field_validator("db_schema")

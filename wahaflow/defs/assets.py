@@ -144,6 +144,7 @@ def chunk_import(
                     keys,
                     gap_seconds=settings.session_gap_seconds,
                     full=config.full,
+                    stream_min_chats=settings.stream_min_chats,
                 )
 
     batch = _without_retry_on_permanent_errors(lambda: asyncio.run(run()))

@@ -251,3 +251,59 @@ async def fetch_contacts(client: WahaClient, waha_session: str) -> tuple[pl.Data
     items = await client.contacts(waha_session)
     contacts, rejects = normalize_contacts(items, waha_session=waha_session, source="GET /api/contacts/all")
     return contacts, rejects_frame(rejects, waha_session=waha_session)
+
+
+STREAM_ENGINES = frozenset({"NOWEB", "GOWS"})
+"""Engines that serve `GET /api/{session}/chats/all/messages` (WEBJS answers 422)."""
+STREAM_PAGE_SIZE = 5000
+
+
+async def fetch_account_stream(
+    client: WahaClient,
+    waha_session: str,
+    me_id: str | None,
+    chats: pl.DataFrame,
+    *,
+    until: float | None = None,
+    page_size: int = STREAM_PAGE_SIZE,
+) -> ChunkFetch | None:
+    """The whole history of `chats` read from the account-wide stream `chats/all/messages`
+    (NOWEB and GOWS, waha-api.md §2.4): a few large requests instead of one or more per chat.
+
+    There is no chat in that request path, so a message's chat is its `from`, which on these two
+    engines is always the chat id (`key.remoteJid` / `Info.Chat`). Messages of chats outside `chats`
+    are dropped. Returns None, so that the caller fetches chat by chat, when a message has no `from`.
+    """
+    started = time.monotonic()
+    before = client.stats.snapshot()
+    until = default_until() if until is None else until
+    result = await client.chat_messages(waha_session, "all", since=None, until=until, page_size=page_size)
+    pages = [f for f in (result.frames if result.trusted else [result.raw]) if f.height]
+    raw = pl.concat(pages, how="vertical") if pages else pl.DataFrame(schema=RAW_MESSAGES)
+    if raw.get_column("from").null_count():
+        log.warning("%s: chats/all/messages items without `from`; fetching chat by chat", waha_session)
+        return None
+    chat_ids: list[str] = chats.get_column("chat_id").to_list()
+    raw = raw.with_columns(normalize_ids(raw.get_column("from")).alias("chat_id")).filter(
+        pl.col("chat_id").is_in(chat_ids)
+    )
+    messages = normalize_messages(raw, waha_session=waha_session, me_id=me_id)
+    contacts = contacts_from_messages(
+        raw, waha_session=waha_session, me_id=me_id, chat_ids=chat_ids, messages=messages
+    )
+    messages = messages.unique(subset="message_id", keep="last", maintain_order=True)
+    done = client.stats.minus(before)
+    stats = FetchStats(
+        requests=done.requests,
+        retries=done.retries,
+        bytes_received=done.bytes_received,
+        seconds=time.monotonic() - started,
+        until=until,
+        chats=len(chat_ids),
+    )
+    return ChunkFetch(
+        messages=messages,
+        contacts=contacts,
+        rejects=rejects_frame(result.rejects, waha_session=waha_session),
+        stats=stats,
+    )

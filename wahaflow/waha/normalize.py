@@ -64,6 +64,7 @@ RAW_MESSAGES = pl.Schema(
                 "Info": pl.Struct({"PushName": pl.String}),  # GOWS
             }
         ),
+        "from": pl.String,  # engine-dependent; the chat only on NOWEB/GOWS (read for `chats/all` only)
     }
 )
 """One page of messages as parsed: the WAMessage fields the import needs, unnormalized. Every row
@@ -331,6 +332,7 @@ def _message_row(item: Any) -> tuple[tuple[Any, ...] | None, str]:
         has_media,
         ack,
         names,
+        _text(serialized_id(item.get("from"))),
     )
     return row, ""
 

@@ -157,3 +157,23 @@ def test_rerunning_a_chunk_three_times_changes_nothing(sync_env_factory):
         assert result.success
     for table, frame in snapshot.items():
         assert env.table(table, "1").sort(pl.all()).equals(frame), table
+
+
+@pytest.mark.parametrize("engine", ["NOWEB", "GOWS"])
+def test_account_stream_import_equals_ground_truth_with_few_requests(sync_env_factory, monkeypatch, engine):
+    monkeypatch.setenv("WAHAFLOW_STREAM_MIN_CHATS", "10")
+    env = sync_env_factory(engine=engine, chats=120, messages=900, chunk_size=40, fault_rate=0.05)
+    report = env.sync()
+    assert report.ok, report
+    assert_matches_ground_truth(env)
+    # One stream per run (3 chunks, 2 per run) instead of one request per chat.
+    messages_requests = env.simulator.stats.by_route.get("messages", 0)
+    assert messages_requests < 30, messages_requests
+
+
+def test_webjs_never_uses_the_account_stream(sync_env_factory, monkeypatch):
+    monkeypatch.setenv("WAHAFLOW_STREAM_MIN_CHATS", "1")
+    env = sync_env_factory(engine="WEBJS", chats=30, messages=200)
+    assert env.sync().ok
+    assert_matches_ground_truth(env)
+    assert env.simulator.stats.by_status.get(422, 0) == 0
