@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
@@ -23,7 +24,7 @@ from typing import Any
 from benchmarks.common import Skipped, bench_database_url, markdown_table
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("client", "peers", "e2e", "loader", "sessions")
+SECTIONS = ("client", "peers", "e2e", "loader", "sessions", "webhook")
 SUMMARY_COLUMNS = ("tool", "case", "wall s", "messages/s", "requests", "peak MB", "correct", "x wahaflow")
 
 
@@ -63,17 +64,23 @@ def _sessions(quick: bool) -> list[dict[str, Any]]:
     return module.run(1_000_000, 20_000, repeat=1) if quick else module.run()
 
 
+def _webhook(quick: bool) -> list[dict[str, Any]]:
+    return _import("webhook").run(_pg_url(), quick=quick)
+
+
 RUNNERS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "client": _client,
     "peers": _peers,
     "e2e": _e2e,
     "loader": _loader,
     "sessions": _sessions,
+    "webhook": _webhook,
 }
 
 
 def run_section(name: str, quick: bool) -> dict[str, Any]:
     """One section's result: rows, note (why it was skipped or failed), seconds, when."""
+    load = round(os.getloadavg()[0], 1)  # other work on the machine skews every number
     started = time.monotonic()
     note = None
     rows: list[dict[str, Any]] = []
@@ -82,12 +89,14 @@ def run_section(name: str, quick: bool) -> dict[str, Any]:
     except Skipped as exc:
         note = str(exc)
     except Exception as exc:  # one broken section must not lose the others' results
-        note = f"failed: {type(exc).__name__}: {exc}"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        note = f"failed: {type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
     return {
         "rows": rows,
         "note": note,
         "seconds": round(time.monotonic() - started, 1),
         "ran_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_before": load,
         "quick": quick,
     }
 
@@ -118,7 +127,10 @@ def render(results: dict[str, Any]) -> str:
         section = results["sections"].get(name)
         if section is None:
             continue
-        parts.append(f"## {name}\n\n_{section['seconds']} s, {section['ran_at']}_")
+        when = (
+            f"{section['seconds']} s, {section['ran_at']}, load average {section.get('load_before')} before"
+        )
+        parts.append(f"## {name}\n\n_{when}_")
         if section["note"]:
             parts.append(section["note"])
         if section["rows"]:
@@ -129,7 +141,9 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="Run wahaflow's benchmark sections."
+    )
     parser.add_argument(
         "--only",
         nargs="+",

@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -92,14 +91,16 @@ def drop_schema(url: str, schema: str) -> None:
 
 
 @contextmanager
-def temp_schema(url: str, prefix: str) -> Iterator[str]:
-    """A schema name `<prefix>_<random>` that does not exist yet; dropped (if created) afterwards."""
+def temp_schema(url: str, prefix: str, companions: Sequence[str] = ()) -> Iterator[str]:
+    """A schema name `<prefix>_<random>` that does not exist yet; dropped (if created) afterwards,
+    with the schemas named `<schema><suffix>` for each suffix in `companions` (dlt's `_staging`)."""
     schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
     try:
         yield schema
     finally:
-        with suppress(Exception):
-            drop_schema(url, schema)
+        for name in (schema, *(schema + suffix for suffix in companions)):
+            with suppress(Exception):
+                drop_schema(url, name)
 
 
 def with_database(url: str, dbname: str) -> str:
@@ -164,46 +165,62 @@ class Measured:
         return f"exit {self.returncode}: {tail[-limit:]}"
 
 
+# A tiny measuring parent: fork, exec the command, `wait4` it, write "exit wall cpu maxrss_kib".
+# Measuring through it matters: Linux counts in a child's max RSS the RSS of the process it was forked
+# from, so children forked from this (large) process would all report at least its size.
+_WAIT4 = """
+import os, sys, time
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    except BaseException as exc:
+        print(f"cannot run {sys.argv[2]}: {exc}", file=sys.stderr, flush=True)
+    os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{os.waitstatus_to_exitcode(status)} {time.monotonic() - started} "
+              f"{ru.ru_utime + ru.ru_stime} {ru.ru_maxrss}")
+"""
+
+
 def run_measured(
     cmd: Sequence[str | Path], *, env: dict[str, str] | None = None, timeout: float = 600.0
 ) -> Measured:
-    """Run `cmd` (in its own process group, killed whole at `timeout`) and measure it with `wait4`."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run `cmd` (in its own process group, killed whole at `timeout`): wall and CPU time and peak
+    resident memory of that process (and the descendants it waited for), measured with `wait4`."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        figures = Path(tmp) / "wait4"
         started = time.monotonic()
         proc = subprocess.Popen(
-            [str(c) for c in cmd], stdout=out, stderr=err, env=env, cwd=REPO, start_new_session=True
+            [sys.executable, "-I", "-S", "-c", _WAIT4, figures, *cmd],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
         )
-        killed = threading.Event()
-
-        def kill() -> None:
-            killed.set()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:  # the whole group: on a timeout, Ctrl-C, or whatever the command left behind
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            kill()
             proc.wait()
-            raise
-        finally:
-            timer.cancel()
         seconds = time.monotonic() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        with suppress(ProcessLookupError):  # whatever the child left behind in its group
-            os.killpg(proc.pid, signal.SIGKILL)
         out.seek(0)
         err.seek(0)
-        return Measured(
-            returncode=None if killed.is_set() else proc.returncode,
-            seconds=seconds,
-            cpu_seconds=usage.ru_utime + usage.ru_stime,
-            peak_mb=usage.ru_maxrss / 1024,  # KiB on Linux
-            stdout=out.read().decode("utf-8", "replace"),
-            stderr=err.read().decode("utf-8", "replace"),
-        )
+        stdout, stderr = (f.read().decode("utf-8", "replace") for f in (out, err))
+        if not figures.exists():  # killed at the timeout
+            return Measured(None, seconds, 0.0, 0.0, stdout, stderr)
+        code, wall, cpu, maxrss = figures.read_text().split()
+        return Measured(int(code), float(wall), float(cpu), int(maxrss) / 1024, stdout, stderr)
 
 
 def child_env(**overrides: str) -> dict[str, str]:

@@ -1,17 +1,17 @@
 """Section `e2e`: `wahaflow sync` end to end, on the same cases as the peers.
 
-Each case runs `.venv/bin/wahaflow sync` as a child process against a simulator process, with a fresh
-warehouse schema and a fresh Dagster instance (its own DAGSTER_HOME whose dagster.yaml is wahaflow's
-own, pointing at a fresh database on the same Postgres, so no run or partition state leaks between
-cases). Then a second `wahaflow sync` right after (nothing new): the incremental cost. Reported:
-process wall time, messages/s, requests the simulator answered, peak resident memory, CPU time, and
-the stored rows against the ground truth (exact message and session ids, no duplicates).
+Each case runs `.venv/bin/wahaflow sync` as a child process against a simulator process, with its
+configuration as shipped: the warehouse and the Dagster instance (runs, events, partitions) in one
+Postgres database. That database is fresh for each case (on the bench server, dropped afterwards),
+and so is `WAHAFLOW_HOME` (hence the Dagster home under it): nothing leaks between cases. A second
+`wahaflow sync` follows at once (nothing new): the incremental cost. Reported: process wall time,
+messages/s, requests the simulator answered, peak resident memory, CPU time, and the stored rows
+against the ground truth (exact message and session ids, no duplicates).
 """
 
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
@@ -23,11 +23,11 @@ from benchmarks.common import (
     rate,
     run_measured,
     temp_database,
-    temp_schema,
     truth,
 )
 
 WAHAFLOW = REPO / ".venv" / "bin" / "wahaflow"
+SCHEMA = "wahaflow"
 TIMEOUT_S = 900.0
 CASES: list[tuple[str, float]] = [("seed", 0), ("seed", 300), ("big", 0)]
 QUICK_CASES: list[tuple[str, float]] = [("seed", 0)]
@@ -66,37 +66,23 @@ def _row(tool: str, sim: Simulator, measured: Any, requests: int, check: dict[st
 
 
 def run_case(sim: Simulator, pg_url: str) -> list[dict[str, Any]]:
-    """A first sync and an incremental one into a fresh schema and Dagster instance; two rows."""
-    from wahaflow.orchestrate.instance import INSTANCE_YAML
-
+    """A first sync and an incremental one into a fresh database and WAHAFLOW_HOME; two rows."""
     expected = truth(sim.preset)
     rows = []
     with (
-        temp_schema(pg_url, "bench_wahaflow") as schema,
-        temp_database(pg_url, "bench_dagster") as dagster_url,
-        tempfile.TemporaryDirectory(prefix="wahaflow-bench-") as tmp,
+        temp_database(pg_url, "bench_wahaflow") as db_url,
+        tempfile.TemporaryDirectory(prefix="wahaflow-bench-") as home,
     ):
-        dagster_home = Path(tmp) / "dagster"
-        dagster_home.mkdir()
-        (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML.format(postgres_url=f'"{dagster_url}"'))
-        env = child_env(
-            **sim.env(),
-            WAHAFLOW_DATABASE_URL=pg_url,
-            WAHAFLOW_SCHEMA=schema,
-            WAHAFLOW_HOME=str(Path(tmp) / "home"),
-            DAGSTER_HOME=str(dagster_home),
-        )
+        # no DAGSTER_HOME: wahaflow keeps its own under WAHAFLOW_HOME, storing runs in the database
+        env = child_env(**sim.env(), WAHAFLOW_DATABASE_URL=db_url, WAHAFLOW_SCHEMA=SCHEMA, WAHAFLOW_HOME=home)
         for tool in ("wahaflow", "wahaflow incremental"):
             sim.reset()
             measured = run_measured([WAHAFLOW, "sync"], env=env, timeout=TIMEOUT_S)
             requests = sim.requests()
-            check = check_warehouse(pg_url, schema, expected) if measured.ok else {}
+            check = check_warehouse(db_url, SCHEMA, expected) if measured.ok else {}
             rows.append(_row(tool, sim, measured, requests, check))
             done = rows[-1]
-            print(
-                f"  e2e {done['case']} {tool}: {done.get('wall s')} s, correct {done.get('correct')}",
-                flush=True,
-            )
+            print(f"  e2e {done['case']} {tool}: {done.get('wall s')} s, correct {done.get('correct')}")
             if not measured.ok:
                 break
     return rows

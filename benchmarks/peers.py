@@ -73,7 +73,10 @@ def run_tool(tool: str, sim: Simulator, pg_url: str) -> dict[str, Any]:
         return row | {"correct": None, "note": skip}
     expected = truth(sim.preset)
     prefix = "bench_" + tool.replace(" ", "_")
-    with temp_schema(pg_url, prefix) as schema, tempfile.TemporaryDirectory(prefix="dlt-bench-") as work:
+    with (
+        temp_schema(pg_url, prefix, companions=["_staging"]) as schema,
+        tempfile.TemporaryDirectory(prefix="dlt-bench-") as work,
+    ):
         script, *args = TOOLS[tool]
         cmd = [str(VENV_PYTHON), str(PEERS_DIR / script), *args, "--schema", schema]
         if script.startswith("dlt"):

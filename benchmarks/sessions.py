@@ -165,7 +165,8 @@ def measure_peak_memory(n_messages: int, n_chats: int, layout: str) -> int | Non
     env = dict(os.environ, _RJEM_MALLOC_CONF="dirty_decay_ms:0,muzzy_decay_ms:0")
     args = [sys.executable, "-m", "benchmarks.sessions", "--peak-memory-child", layout]
     args += [str(n_messages), str(n_chats)]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    root = Path(__file__).resolve().parents[1]  # where `benchmarks` imports from
+    done = subprocess.run(args, env=env, cwd=root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         print(done.stderr, file=sys.stderr)
         return None
