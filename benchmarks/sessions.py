@@ -25,7 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
-from wahaflow.schemas import MESSAGES
+from wahaflow.schemas import MESSAGES, conform
 from wahaflow.sessions import derive_sessions
 
 GAP_SECONDS = 30 * 60
@@ -112,7 +112,6 @@ def synthetic_messages(
         body=pl.format("message body number {}", pl.col("r") % 1_000_003),
         has_media=pl.col("r") % 10 == 0,
         ack=(pl.col("r") % 4).cast(pl.Int16),
-        session_id=pl.lit(None, pl.String),
         chunk_key=pl.format("chunk-{}", (pl.col("chat") // 100).cast(pl.String).str.zfill(5)),
         chat="chat",
     )
@@ -122,7 +121,7 @@ def synthetic_messages(
         frame = frame.sample(fraction=1.0, shuffle=True, seed=seed)
     else:
         raise ValueError(f"unknown layout {layout!r}")
-    return frame.drop("chat").cast(dict(MESSAGES)).rechunk()
+    return conform(frame.drop("chat"), MESSAGES).rechunk()  # columns it lacks (edits, ...) stay null
 
 
 def _proc_status_kib(field: str) -> int:
