@@ -249,7 +249,8 @@ async def import_chunks(
     """Fetch and assemble the chunks `chunk_keys` (one run): nothing is written here.
 
     On engines with an account-wide message stream (NOWEB, GOWS), a run that needs the whole
-    history of at least `stream_min_chats` chats of a session reads that stream instead.
+    history of at least `stream_min_chats` chats of a session, and at least `STREAM_MIN_SHARE` of
+    its chats (the stream carries the whole account), reads that stream instead.
     """
     started = time.perf_counter()
     until = default_until() if until is None else int(until)
@@ -258,12 +259,15 @@ async def import_chunks(
     planned = plan_fetch(registry, state, gap_seconds, full=full)
     fetched, contacts, rejects, fetch_stats = [], [], [], []
     streams = await _can_stream(client) if not planned.is_empty() else False
+    account_sizes = reads.chats_per_session(conn, db_schema) if streams else {}
     for waha_session in planned["waha_session"].unique(maintain_order=True).to_list():
         session_chats = planned.filter(pl.col("waha_session") == waha_session)
         me = await client.session_info(waha_session)
         results = []
         whole = session_chats.filter(pl.col("since").is_null())
-        if streams and whole.height >= stream_min_chats:
+        # The stream carries the whole account: worth it when this run needs a good part of it.
+        enough = max(stream_min_chats, STREAM_MIN_SHARE * account_sizes.get(waha_session, 0))
+        if streams and whole.height >= enough:
             # Many whole histories: one account-wide stream instead of a request (or more) per chat.
             streamed = await fetch_account_stream(client, waha_session, me.me_id, whole, until=until)
             if streamed is not None:
@@ -324,6 +328,10 @@ async def _can_stream(client: WahaClient) -> bool:
     except WahaError:
         return False
     return (engine or "").upper() in STREAM_ENGINES
+
+
+STREAM_MIN_SHARE = 0.2
+"""Stream a session's messages only for runs that need at least this share of its chats."""
 
 
 def _concat(frames: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame:

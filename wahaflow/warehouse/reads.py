@@ -143,3 +143,11 @@ def chunks_with_pending_events(conn: psycopg.Connection, db_schema: str) -> list
         "WHERE i.processed_at IS NULL AND c.chunk_key IS NOT NULL ORDER BY 1"
     ).format(inbox=sql.Identifier(db_schema, "inbox"), chats=sql.Identifier(db_schema, "chats"))
     return [row[0] for row in conn.execute(query).fetchall()]
+
+
+def chats_per_session(conn: psycopg.Connection, db_schema: str) -> dict[str, int]:
+    """How many chats each WAHA session has in the registry."""
+    query = sql.SQL("SELECT waha_session, count(*) FROM {} GROUP BY 1").format(
+        sql.Identifier(db_schema, "chats")
+    )
+    return {row[0]: int(row[1]) for row in conn.execute(query).fetchall()}
