@@ -3,4 +3,5 @@
 pytest_plugins = [
     "wahaflow_tests.plugins.postgres",
     "wahaflow_tests.plugins.simulator",
+    "wahaflow_tests.plugins.pipeline",
 ]

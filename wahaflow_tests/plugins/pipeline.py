@@ -1,4 +1,5 @@
-"""Fixtures for Dagster-level tests: a sync environment over the simulator and a real Postgres."""
+"""The whole-pipeline fixture `sync_env_factory`: a WAHA simulator, a warehouse schema and a Dagster
+instance wired together through the environment (used by the `defs/` and `ui/` tests)."""
 
 from __future__ import annotations
 
