@@ -24,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=3000)
     simulate.add_argument("--api-key", default=None)
+    simulate.add_argument(
+        "--webhook-url",
+        default=None,
+        help="POST WAHA webhook events for changes made after start (HMAC key: WAHAFLOW_WEBHOOK_HMAC_KEY)",
+    )
     webhook = sub.add_parser("webhook", help="serve the webhook receiver (POST /webhooks/waha)")
     webhook.add_argument("--host", default=None)
     webhook.add_argument("--port", type=int, default=None)

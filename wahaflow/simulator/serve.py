@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 
@@ -27,7 +28,13 @@ def main(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     started = time.perf_counter()
     try:
         spec = spec_from_args(args)
-        config = ServerConfig(api_key=args.api_key, latency_ms=args.latency_ms, fault_rate=args.fault_rate)
+        config = ServerConfig(
+            api_key=args.api_key,
+            latency_ms=args.latency_ms,
+            fault_rate=args.fault_rate,
+            webhook_url=getattr(args, "webhook_url", None),
+            webhook_hmac_key=os.environ.get("WAHAFLOW_WEBHOOK_HMAC_KEY") or None,
+        )
     except ValueError as exc:
         print(f"wahaflow simulate: {exc}")
         return 2
@@ -47,6 +54,12 @@ def main(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     )
     if config.api_key:
         print("  requests need the header X-Api-Key", flush=True)
+    if config.webhook_url:
+        signed = "signed with WAHAFLOW_WEBHOOK_HMAC_KEY" if config.webhook_hmac_key else "unsigned"
+        print(
+            f"  new messages, edits, revokes and acks are POSTed to {config.webhook_url} ({signed})",
+            flush=True,
+        )
     print("  Ctrl-C to stop", flush=True)
     try:
         while not (stop is not None and stop.is_set()):
