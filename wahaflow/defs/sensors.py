@@ -137,53 +137,52 @@ def chat_discovery_sensor(
     )
 
 
-def build_activity_sensor(interval_seconds: int) -> dg.SensorDefinition:
-    """The activity sensor, evaluated every `interval_seconds`."""
+def _chunk_sensor(
+    name: str, interval_seconds: int, description: str, reason: str, chunks_needing_runs
+) -> dg.SensorDefinition:
+    """A sensor that requests grouped runs for the chunks `chunks_needing_runs(conn, schema)` names,
+    skipping chunks that already have a run queued or in progress."""
 
     @dg.sensor(
-        name="chunk_activity_sensor",
+        name=name,
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Requests incremental runs for chunks whose chats have new activity.",
+        description=description,
     )
-    def chunk_activity_sensor(
+    def _sensor(
         context: dg.SensorEvaluationContext, postgres: PostgresResource
     ) -> dg.SensorResult | dg.SkipReason:
         with postgres.connect() as conn:
-            stale = set(reads.stale_chunks(conn, postgres.db_schema))
+            needed = set(chunks_needing_runs(conn, postgres.db_schema))
         all_keys = context.instance.get_dynamic_partitions(chat_chunks.name)
-        wanted = (stale & set(all_keys)) - busy_chunks(context.instance)
+        wanted = (needed & set(all_keys)) - busy_chunks(context.instance)
         if not wanted:
-            return dg.SkipReason("no chunk has new activity")
+            return dg.SkipReason(f"no chunk needs a run ({reason})")
         settings = get_settings()
         return dg.SensorResult(
-            run_requests=chunk_run_requests(all_keys, wanted, settings.chunks_per_run, "activity")
+            run_requests=chunk_run_requests(all_keys, wanted, settings.chunks_per_run, reason)
         )
 
-    return chunk_activity_sensor
+    return _sensor
+
+
+def build_activity_sensor(interval_seconds: int) -> dg.SensorDefinition:
+    """Runs for chunks whose chats have activity after their last sync."""
+    return _chunk_sensor(
+        "chunk_activity_sensor",
+        interval_seconds,
+        "Requests incremental runs for chunks whose chats have new activity.",
+        "activity",
+        reads.stale_chunks,
+    )
 
 
 def build_inbox_sensor(interval_seconds: int) -> dg.SensorDefinition:
-    """The inbox sensor: runs for the chunks whose chats have webhook events waiting."""
-
-    @dg.sensor(
-        name="webhook_inbox_sensor",
-        minimum_interval_seconds=interval_seconds,
-        default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Turns pending webhook inbox events into runs of the affected chunks.",
+    """Runs for chunks whose chats have webhook events waiting in the inbox."""
+    return _chunk_sensor(
+        "webhook_inbox_sensor",
+        interval_seconds,
+        "Turns pending webhook inbox events into runs of the affected chunks.",
+        "inbox",
+        reads.chunks_with_pending_events,
     )
-    def webhook_inbox_sensor(
-        context: dg.SensorEvaluationContext, postgres: PostgresResource
-    ) -> dg.SensorResult | dg.SkipReason:
-        with postgres.connect() as conn:
-            pending = set(reads.chunks_with_pending_events(conn, postgres.db_schema))
-        all_keys = context.instance.get_dynamic_partitions(chat_chunks.name)
-        wanted = (pending & set(all_keys)) - busy_chunks(context.instance)
-        if not wanted:
-            return dg.SkipReason("no webhook events waiting")
-        settings = get_settings()
-        return dg.SensorResult(
-            run_requests=chunk_run_requests(all_keys, wanted, settings.chunks_per_run, "inbox")
-        )
-
-    return webhook_inbox_sensor
