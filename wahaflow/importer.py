@@ -20,6 +20,7 @@ from wahaflow.sessions import derive_sessions
 from wahaflow.waha.client import WahaClient
 from wahaflow.waha.errors import WahaError
 from wahaflow.waha.fetch import STREAM_ENGINES, fetch_account_stream, fetch_chats, fetch_chunk, fetch_contacts
+from wahaflow.waha.normalize import Reject, reject, rejects_frame
 from wahaflow.waha.paging import default_until
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.writes import TableWrite, TableWrites, write_all
@@ -140,6 +141,7 @@ def assemble(
         .join(affected.select(*keys, "chunk_key"), on=keys, how="inner")
     )
     with_sessions, sessions = derive_sessions(apply_inbox(combined, inbox), gap_seconds)
+    rejects = pl.concat([rejects, unmatched_inbox_updates(combined, inbox)], how="diagonal_relaxed")
     # The fetch covered history up to `until`: activity listed after it keeps the chat stale.
     covered = pl.lit(until, pl.Int64).mul(1_000_000).cast(schemas.UTC_TIME)
     synced = planned.with_columns(pl.min_horizontal("last_message_at", covered).alias("synced_until"))
@@ -156,6 +158,28 @@ def assemble(
         stats={"sessionize_seconds": time.perf_counter() - started},
         inbox_event_ids=list(inbox.event_ids),
     )
+
+
+def unmatched_inbox_updates(messages: pl.DataFrame, inbox: InboxBatch) -> pl.DataFrame:
+    """REJECTS rows for acks, edits and revokes whose message is not in `messages`: they cannot be
+    applied (the message was never imported), so they are kept in `rejects`, never dropped silently."""
+    present = messages.select("waha_session", "chat_id", key_id_expr(pl.col("message_id")).alias("key_id"))
+    acks = inbox.acks.with_columns(key_id_expr(pl.col("message_id")).alias("key_id"))
+    by_session: dict[str, list[Reject]] = {}
+    for event, frame in (
+        ("message.ack", acks),
+        ("message.edited", inbox.edits),
+        ("message.revoked", inbox.revokes),
+    ):
+        missing = frame.join(present, on=["waha_session", "chat_id", "key_id"], how="anti")
+        for row in missing.iter_rows(named=True):  # a handful of events, not messages
+            item = reject(
+                row, source=f"webhook {event}", reason=f"{event} for a message not in the warehouse"
+            )
+            by_session.setdefault(row["waha_session"], []).append(item)
+    if not by_session:
+        return schemas.empty(schemas.REJECTS)
+    return pl.concat([rejects_frame(items, waha_session=ws) for ws, items in by_session.items()])
 
 
 def apply_inbox(messages: pl.DataFrame, inbox: InboxBatch) -> pl.DataFrame:

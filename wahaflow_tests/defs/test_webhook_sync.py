@@ -95,3 +95,36 @@ def test_inbox_sensor_requests_runs_for_chunks_with_pending_events(sync_env_fact
     assert env.simulator.webhooks.flush(timeout=10)
     result = sensor(dg.build_sensor_context(instance=env.instance, resources=resources))
     assert [r.tags["dagster/partition"] for r in result.run_requests] == ["default-00001"]
+
+
+def test_an_edit_for_a_message_never_imported_is_kept_in_rejects(sync_env_factory, receiver):
+    import httpx
+
+    from wahaflow.webhook.app import sign
+
+    env = sync_env_factory(chats=20, messages=100)
+    assert env.sync().ok
+    chat = env.table("chats", "chat_id")["chat_id"][0]
+    envelope = {
+        "id": "evt_01jedit0000000000000000000",
+        "timestamp": int(time.time() * 1000),
+        "event": "message.edited",
+        "session": "default",
+        "engine": "NOWEB",
+        "payload": {
+            "id": f"true_{chat}_EDITACTION",
+            "timestamp": int(time.time()) - 5,
+            "from": chat,
+            "fromMe": True,
+            "body": "new text",
+            "editedMessageId": "NEVERIMPORTED",
+        },
+    }
+    body = httpx.Request("POST", "http://x", json=envelope).content
+    reply = httpx.post(receiver.webhook_url, content=body, headers={"X-Webhook-Hmac": sign(body, HMAC_KEY)})
+    assert reply.status_code == 200
+    assert env.sync().ok
+    assert pending_events(env) == 0
+    rejects = env.table("rejects", "reject_id")
+    assert rejects.filter(pl.col("reason").str.contains("message.edited")).height == 1
+    assert "NEVERIMPORTED" in rejects["payload"][0]
