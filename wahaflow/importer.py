@@ -56,7 +56,13 @@ class ChunkBatch:
         return [
             TableWrite("chats", self.chats, mode="merge"),
             TableWrite("contacts", self.contacts, mode="merge", keep_existing_on_null=True),
-            TableWrite("messages", self.messages, mode="merge"),
+            # A first import of these chats: nothing stored, so a direct COPY is tried first.
+            TableWrite(
+                "messages",
+                self.messages,
+                mode="merge",
+                assume_new=not self.stats.get("messages_stored_before"),
+            ),
             TableWrite("sessions", self.sessions, mode="replace", replace_scope=("waha_session", "chat_id")),
             TableWrite("rejects", self.rejects, mode="merge"),
         ]

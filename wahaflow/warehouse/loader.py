@@ -262,8 +262,13 @@ def load_frame(
     partition_column: str = "chunk_key",
     replace_scope: Sequence[str] | None = None,
     keep_existing_on_null: bool = False,
+    assume_new: bool = False,
 ) -> LoadResult:
     """Write `frame` into `schema.table` atomically (a savepoint inside the caller's transaction).
+
+    A merge whose rows are all new (`assume_new`, or an empty table) is tried first as one COPY
+    straight into the table, at the speed of a plain `\\copy`; if any key exists after all (a unique
+    violation), that attempt is rolled back to its savepoint and the rows are merged as usual.
 
     `mode="replace"` deletes the scope first: with `replace_scope`, the target rows whose
     `replace_scope` columns match a tuple present in the frame; else with `partition_keys`, the rows
@@ -286,6 +291,25 @@ def load_frame(
     stage = sql.Identifier(f"stage_{uuid.uuid4().hex[:16]}")
     copy_seconds = 0.0
     inserted = updated = deleted = 0
+    if mode == "merge" and frame.height and (assume_new or _is_empty(conn, target)):
+        try:
+            with conn.transaction():
+                copy_frame(conn, target.ident, frame)
+            seconds = time.perf_counter() - started
+            return LoadResult(
+                table=table,
+                mode=mode,
+                rows_in_frame=rows_in,
+                rows_written=frame.height,
+                duplicates_collapsed=rows_in - frame.height,
+                inserted=frame.height,
+                updated=0,
+                deleted=0,
+                seconds=seconds,
+                copy_seconds=seconds,
+            )
+        except psycopg.errors.UniqueViolation:
+            pass  # some keys are stored already: merge through the staging table below
     with conn.transaction():
         if frame.height:
             conn.execute(
@@ -318,6 +342,12 @@ def load_frame(
         seconds=time.perf_counter() - started,
         copy_seconds=copy_seconds,
     )
+
+
+def _is_empty(conn: psycopg.Connection, target: TargetTable) -> bool:
+    """Whether the table has no row at all (a first load)."""
+    row = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(target.ident)).fetchone()
+    return bool(row and row[0])
 
 
 def _columns(names: Sequence[str], prefix: str | None = None) -> sql.Composable:

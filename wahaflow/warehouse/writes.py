@@ -25,6 +25,7 @@ class TableWrite:
     mode: WriteMode
     replace_scope: Sequence[str] | None = None
     keep_existing_on_null: bool = False
+    assume_new: bool = False  # merge: the rows are expected to be new (try a direct COPY first)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def write_all(
                 partition_column=partition_column,
                 replace_scope=write.replace_scope,
                 keep_existing_on_null=write.keep_existing_on_null,
+                assume_new=write.assume_new,
             )
         for step in then:
             step(conn, schema)

@@ -345,3 +345,23 @@ def test_identifiers_are_quoted(pg_url: str, conn: psycopg.Connection) -> None:
         conn.rollback()
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_a_merge_of_new_rows_copies_directly_and_falls_back_when_a_key_exists(
+    wh_schema: str, conn: psycopg.Connection
+) -> None:
+    first = messages({"c1": ["1@c.us"]}, per_chat=3)
+    # Empty table: one COPY straight into it (no staging table, so copy time is the whole time).
+    result = load_frame(conn, wh_schema, "messages", first, mode="merge")
+    assert result.inserted == 3 and result.copy_seconds == result.seconds
+    # Told the rows are new but one is stored already: the direct COPY is rolled back to its
+    # savepoint and the rows are merged; nothing is duplicated, the change is applied.
+    again = pl.concat(
+        [first.head(1).with_columns(pl.lit("changed").alias("body")), messages({"c1": ["2@c.us"]})]
+    )
+    result = load_frame(conn, wh_schema, "messages", again, mode="merge", assume_new=True)
+    assert result.inserted == 3 and result.updated == 1
+    stored = contents(conn, wh_schema, "messages", order_by="message_id")
+    assert len(stored) == 6
+    assert sum(1 for row in stored if row[6] == "changed") == 1
+    conn.commit()
