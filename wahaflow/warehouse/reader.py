@@ -9,7 +9,7 @@ an empty string is `""`, which Polars reads back as null and "" respectively.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 import psycopg
@@ -89,26 +89,37 @@ def read_frame(
     present = [(name, dtype) for name, dtype in wanted.items() if name in target.types]
     if not present:
         return conform(pl.DataFrame(), wanted)
-    items = [_select_item(name, dtype) for name, dtype in present]
-    query = sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(expr for expr, _ in items), sql.Identifier(schema, table)
+    query: sql.Composable = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, (name for name, _ in present))), sql.Identifier(schema, table)
     )
-    params: list[object] = []
+    params: dict[str, object] = {}
     if partition_keys is not None:
         if partition_column not in target.types:
             raise ValueError(f"{schema}.{table} has no partition column {partition_column!r}")
-        query = sql.SQL("{} WHERE {} = ANY(%s)").format(query, sql.Identifier(partition_column))
-        params.append(list(partition_keys))
+        query = sql.SQL("{} WHERE {} = ANY(%(keys)s)").format(query, sql.Identifier(partition_column))
+        params["keys"] = list(partition_keys)
+    return conform(read_query(conn, query, pl.Schema(present), params), wanted)
+
+
+def read_query(
+    conn: psycopg.Connection,
+    query: sql.Composable,
+    frame_schema: pl.Schema,
+    params: Mapping[str, object] | None = None,
+) -> pl.DataFrame:
+    """The rows of any `query` whose output columns are named as in `frame_schema`, as a frame with
+    exactly that schema, streamed by one COPY (parameters are bound client-side by psycopg)."""
+    items = [_select_item(name, dtype) for name, dtype in frame_schema.items()]
+    wrapped = sql.SQL("COPY (SELECT {} FROM ({}) AS q) TO STDOUT (FORMAT CSV)").format(
+        sql.SQL(", ").join(expr for expr, _ in items), query
+    )
     buffer = io.BytesIO()
-    with (
-        conn.cursor() as cur,
-        cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT CSV)").format(query), params) as copy,
-    ):
+    with conn.cursor() as cur, cur.copy(wrapped, params) as copy:
         for block in copy:
             buffer.write(block)
-    read_schema = pl.Schema({name: parse for (name, _), (_, parse) in zip(present, items, strict=True)})
+    read_schema = pl.Schema({name: parse for name, (_, parse) in zip(frame_schema, items, strict=True)})
     if not buffer.tell():
-        return conform(pl.DataFrame(schema=read_schema), wanted)
+        return conform(pl.DataFrame(schema=read_schema), frame_schema)
     raw = pl.read_csv(buffer.getvalue(), has_header=False, schema=read_schema, quote_char='"')
-    decoded = raw.with_columns(_decode(raw.get_column(name), dtype) for name, dtype in present)
-    return conform(decoded, wanted)
+    decoded = raw.with_columns(_decode(raw.get_column(name), dtype) for name, dtype in frame_schema.items())
+    return conform(decoded, frame_schema)

@@ -1,4 +1,4 @@
-"""Bulk reads of stored state into Polars frames: COPY ... TO STDOUT, parsed by Polars.
+"""Reads of stored state for the registry, chunk runs and sensors, in bulk (`reader.read_query`).
 
 Used by the chat registry and by incremental chunk imports. Every query is parameterized or built
 with `psycopg.sql`; nothing is formatted from data.
@@ -6,64 +6,23 @@ with `psycopg.sql`; nothing is formatted from data.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import polars as pl
 import psycopg
 from psycopg import sql
 
 from wahaflow import schemas
-
-
-def read_frame(
-    conn: psycopg.Connection,
-    query: sql.Composable,
-    schema: pl.Schema,
-    params: Mapping[str, Any] | None = None,
-) -> pl.DataFrame:
-    """Run `query` (whose columns are `schema`'s, in order) and return its rows as a frame, in bulk."""
-    buffer = io.BytesIO()
-    copy_sql = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER false)").format(query)
-    with conn.cursor() as cur, cur.copy(copy_sql, params) as copy:
-        for block in copy:
-            buffer.write(block)
-    if buffer.tell() == 0:
-        return schemas.empty(schema)
-    buffer.seek(0)
-    # Postgres writes booleans as t/f and timestamptz as text with an offset: read both as text.
-    as_text = {n for n, dtype in schema.items() if dtype == pl.Boolean or isinstance(dtype, pl.Datetime)}
-    read_schema = {name: (pl.String if name in as_text else dtype) for name, dtype in schema.items()}
-    frame = pl.read_csv(
-        buffer,
-        has_header=False,
-        new_columns=list(schema),
-        schema=read_schema,
-    )
-    return frame.with_columns(_from_text(name, dtype) for name, dtype in schema.items() if name in as_text)
-
-
-def _from_text(name: str, dtype: pl.DataType) -> pl.Expr:
-    if dtype == pl.Boolean:
-        return pl.col(name).replace_strict({"t": True, "f": False}, default=None, return_dtype=pl.Boolean)
-    return (
-        pl.col(name)
-        .str.to_datetime(format="%Y-%m-%d %H:%M:%S%.f%#z", time_unit="us")
-        .dt.convert_time_zone("UTC")
-        .cast(dtype)
-    )
+from wahaflow.warehouse.reader import read_query
 
 
 def chats_in_chunks(conn: psycopg.Connection, db_schema: str, chunk_keys: Sequence[str]) -> pl.DataFrame:
     """The registered chats of `chunk_keys` (CHATS schema)."""
-    query = sql.SQL(
-        "SELECT {cols} FROM {table} WHERE chunk_key = ANY(%(keys)s) ORDER BY chunk_key, chat_id"
-    ).format(
+    query = sql.SQL("SELECT {cols} FROM {table} WHERE chunk_key = ANY(%(keys)s)").format(
         cols=sql.SQL(", ").join(map(sql.Identifier, schemas.CHATS)),
         table=sql.Identifier(db_schema, "chats"),
     )
-    return read_frame(conn, query, schemas.CHATS, {"keys": list(chunk_keys)})
+    return read_query(conn, query, schemas.CHATS, {"keys": list(chunk_keys)}).sort("chunk_key", "chat_id")
 
 
 def registered_chats(conn: psycopg.Connection, db_schema: str) -> pl.DataFrame:
@@ -71,7 +30,7 @@ def registered_chats(conn: psycopg.Connection, db_schema: str) -> pl.DataFrame:
     query = sql.SQL("SELECT waha_session, chat_id, chunk_key FROM {table}").format(
         table=sql.Identifier(db_schema, "chats")
     )
-    return read_frame(
+    return read_query(
         conn, query, pl.Schema({"waha_session": pl.String, "chat_id": pl.String, "chunk_key": pl.String})
     )
 
@@ -90,13 +49,14 @@ CHAT_STATE = pl.Schema(
 def chat_state(conn: psycopg.Connection, db_schema: str, chunk_keys: Sequence[str]) -> pl.DataFrame:
     """Per stored chat of `chunk_keys`: message count, newest message, start of its last session."""
     query = sql.SQL(
-        "SELECT m.waha_session, m.chat_id, m.n, m.last_sent_at, s.last_started_at FROM "
+        "SELECT m.waha_session, m.chat_id, m.n AS stored_messages, m.last_sent_at, "
+        "s.last_started_at AS last_session_started_at FROM "
         "(SELECT waha_session, chat_id, count(*) AS n, max(sent_at) AS last_sent_at FROM {messages} "
         " WHERE chunk_key = ANY(%(keys)s) GROUP BY 1, 2) m "
         "LEFT JOIN (SELECT waha_session, chat_id, max(started_at) AS last_started_at FROM {sessions} "
         " WHERE chunk_key = ANY(%(keys)s) GROUP BY 1, 2) s USING (waha_session, chat_id)"
     ).format(messages=sql.Identifier(db_schema, "messages"), sessions=sql.Identifier(db_schema, "sessions"))
-    return read_frame(conn, query, CHAT_STATE, {"keys": list(chunk_keys)})
+    return read_query(conn, query, CHAT_STATE, {"keys": list(chunk_keys)})
 
 
 def messages_of_chats(conn: psycopg.Connection, db_schema: str, chats: pl.DataFrame) -> pl.DataFrame:
@@ -111,7 +71,7 @@ def messages_of_chats(conn: psycopg.Connection, db_schema: str, chats: pl.DataFr
         table=sql.Identifier(db_schema, "messages"),
     )
     params = {"sessions": chats["waha_session"].to_list(), "chats": chats["chat_id"].to_list()}
-    return read_frame(conn, query, schemas.MESSAGES, params)
+    return read_query(conn, query, schemas.MESSAGES, params)
 
 
 def stale_chunks(conn: psycopg.Connection, db_schema: str) -> list[str]:

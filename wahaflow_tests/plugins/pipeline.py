@@ -15,7 +15,7 @@ from wahaflow.defs.definitions import build_defs
 from wahaflow.orchestrate.sync import SyncReport, run_sync
 from wahaflow.settings import Settings
 from wahaflow.simulator.server import SimulatorServer
-from wahaflow.warehouse.reads import read_frame
+from wahaflow.warehouse.reader import read_frame
 
 API_KEY = "pipeline-key"
 
@@ -34,19 +34,15 @@ class SyncEnv:
         return run_sync(self.settings, self.instance, full=full, defs=self.defs)
 
     def table(self, name: str, order: str) -> pl.DataFrame:
-        """A whole warehouse table (every column), sorted."""
-        from psycopg import sql
-
+        """A whole warehouse table (every column), sorted by `order` (column names, comma-separated;
+        "1" = the first column)."""
         from wahaflow import schemas
 
         frame_schema = schemas.FRAME_SCHEMAS[name]
-        query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, frame_schema)),
-            sql.Identifier(self.settings.db_schema, name),
-            sql.SQL(order),
-        )
         with psycopg.connect(self.pg_url) as conn:
-            return read_frame(conn, query, frame_schema)
+            frame = read_frame(conn, self.settings.db_schema, name, frame_schema)
+        columns = [c.strip() for c in order.split(",")]
+        return frame.sort([frame.columns[0] if c == "1" else c for c in columns])
 
     def execute(self, sql_text: str) -> list[tuple]:
         with psycopg.connect(self.pg_url, autocommit=True) as conn:
