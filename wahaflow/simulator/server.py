@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-import time
 from collections.abc import Iterable
 from types import TracebackType
 
 import uvicorn
 from starlette.types import Scope
 
+from wahaflow.serving import ThreadServer, serve_in_thread
 from wahaflow.simulator.account import Account, AccountSpec
 from wahaflow.simulator.app import Simulator, create_app
 from wahaflow.simulator.config import ServerConfig, Stats
@@ -58,8 +57,7 @@ class SimulatorServer:
         self._http = http
         self._loop = loop
         self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._running: ThreadServer | None = None
         self.webhooks: WebhookEmitter | None = None
 
     @property
@@ -74,38 +72,25 @@ class SimulatorServer:
 
     def start(self, timeout: float = 10.0) -> SimulatorServer:
         """Bind, start serving on a background thread, and wait until requests are accepted."""
-        if self._thread is not None:
+        if self._running is not None:
             return self
         if self.config.webhook_url and self.webhooks is None:
             self.enable_webhooks(self.config.webhook_url)
-        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto is
-        # IPPROTO_TCP, and accepted sockets inherit it from this one (0 would leave Nagle on)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        self._socket = sock
-        config = uvicorn.Config(
+        self._running = serve_in_thread(
             self.app,
+            self.host,
+            self.port,
+            name="waha-sim",
+            what="WAHA simulator",
+            timeout=timeout,
             loop=self._loop,
             http=self._http,
-            log_level="warning",
-            access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
             backlog=1024,
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"waha-sim-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the WAHA simulator did not start")
-            time.sleep(0.005)
+        self._server = self._running.server
+        self.port = self._running.port
         return self
 
     def enable_webhooks(self, url: str, **options: object) -> WebhookEmitter:
@@ -126,13 +111,9 @@ class SimulatorServer:
         if self.webhooks is not None:
             self.webhooks.close(timeout)
             self.webhooks = None
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
+        if self._running is not None:
+            self._running.stop(timeout)
+        self._running = self._server = None
 
     def reset(self) -> None:
         """Zero the counters, restart the fault RNG and forget WEBJS loading state."""

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
-import threading
-import time
 from types import TracebackType
 from typing import Any
 
 import uvicorn
 
+from wahaflow.serving import ThreadServer, serve_in_thread
 from wahaflow.webhook.app import WEBHOOK_PATH, create_app
 
 log = logging.getLogger("wahaflow.webhook")
@@ -78,9 +76,7 @@ class BackgroundReceiver:
         self.app = create_app(database_url, schema, **options)
         self.host = host
         self.port = port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._running: ThreadServer | None = None
 
     @property
     def url(self) -> str:
@@ -95,43 +91,27 @@ class BackgroundReceiver:
         return self.app.state.receiver.committer.stats
 
     def start(self, timeout: float = 30.0) -> BackgroundReceiver:
-        if self._thread is not None:
+        if self._running is not None:
             return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        self._socket = sock
-        config = uvicorn.Config(
+        self._running = serve_in_thread(
             self.app,
+            self.host,
+            self.port,
+            name="webhook",
+            what="webhook receiver",
+            timeout=timeout,
             http="httptools",
             lifespan="on",
-            log_level="warning",
-            access_log=False,
             proxy_headers=False,
             backlog=2048,
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"webhook-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the webhook receiver did not start")
-            time.sleep(0.01)
+        self.port = self._running.port
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
+        if self._running is not None:
+            self._running.stop(timeout)
+        self._running = None
 
     def __enter__(self) -> BackgroundReceiver:
         return self.start()

@@ -7,20 +7,11 @@ import pytest
 
 from wahaflow import schemas
 from wahaflow.defs.partitions import partition_tags
+from wahaflow.simulator.account import GROUND_TRUTH_MESSAGE_COLUMNS
 from wahaflow_tests.test_sessions import derive_sessions_reference
 
 GAP = 30 * 60
-TRUTH_COLUMNS = [
-    "waha_session",
-    "message_id",
-    "chat_id",
-    "sent_at",
-    "from_me",
-    "sender_id",
-    "body",
-    "has_media",
-    "ack",
-]
+TRUTH_COLUMNS = list(GROUND_TRUTH_MESSAGE_COLUMNS)
 
 
 def expected_sessions(truth: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
