@@ -100,26 +100,27 @@ def build_chunk_import(*, step_retries: int, chunks_per_run: int) -> dg.AssetsDe
     )(chunk_import)
 
 
+def _table_out(table: str, write_mode: str, description: str) -> dg.AssetOut:
+    """The output of one warehouse table written by the chunk import."""
+    return dg.AssetOut(
+        metadata={"table": table, "write_mode": write_mode},
+        kinds={"polars", "postgres"},
+        description=description,
+    )
+
+
 CHUNK_OUTS = {
-    "messages": dg.AssetOut(
-        metadata={"table": "messages", "write_mode": "merge"},
-        kinds={"polars", "postgres"},
-        description="Every message of the chunk's chats (design.md §4).",
+    "messages": _table_out("messages", "merge", "Every message of the chunk's chats (design.md §4)."),
+    "sessions": _table_out(
+        "sessions",
+        "replace",
+        "Conversation sessions by the gap rule, re-derived for every chat that changed.",
     ),
-    "sessions": dg.AssetOut(
-        metadata={"table": "sessions", "write_mode": "replace"},
-        kinds={"polars", "postgres"},
-        description="Conversation sessions by the gap rule, re-derived for every chat that changed.",
+    "contacts": _table_out(
+        "contacts", "merge", "Chat partners and group senders seen in the chunk's messages."
     ),
-    "contacts": dg.AssetOut(
-        metadata={"table": "contacts", "write_mode": "merge"},
-        kinds={"polars", "postgres"},
-        description="Chat partners and group senders seen in the chunk's messages.",
-    ),
-    "rejects": dg.AssetOut(
-        metadata={"table": "rejects", "write_mode": "merge"},
-        kinds={"polars", "postgres"},
-        description="Payloads that could not be imported, with the reason and where they came from.",
+    "rejects": _table_out(
+        "rejects", "merge", "Payloads that could not be imported, with the reason and where they came from."
     ),
 }
 

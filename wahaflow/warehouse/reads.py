@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from wahaflow import schemas
+from wahaflow.warehouse.audits import duplicate_messages
 from wahaflow.warehouse.reader import read_query
 
 
@@ -89,10 +90,7 @@ def table_counts(conn: psycopg.Connection, db_schema: str) -> dict[str, int]:
     for table in ("chats", "contacts", "messages", "sessions", "rejects"):
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(db_schema, table))
         counts[table] = int(conn.execute(query).fetchone()[0])
-    duplicates = sql.SQL("SELECT count(*) - count(DISTINCT (waha_session, message_id)) FROM {}").format(
-        sql.Identifier(db_schema, "messages")
-    )
-    counts["duplicates"] = int(conn.execute(duplicates).fetchone()[0])
+    counts["duplicates"] = duplicate_messages(conn, db_schema).violations
     return counts
 
 

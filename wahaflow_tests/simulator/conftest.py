@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,8 @@ from wahaflow.simulator.server import SimulatorServer
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "k"
 
-# Where the OpenAPI document (2026.7.1) and its relaxations live: see `openapi` below.
-_REFERENCE_DIRS = [
-    Path(os.environ["WAHAFLOW_REFERENCE_DIR"]) if os.environ.get("WAHAFLOW_REFERENCE_DIR") else None,
-    REPO_ROOT / "wahaflow_tests" / "reference",
-    REPO_ROOT.parent / "shared" / "reference",
-    REPO_ROOT / "shared" / "reference",
-]
-
-
-def reference_dir() -> Path | None:
-    for path in _REFERENCE_DIRS:
-        if path is not None and (path / "waha-openapi.json").exists():
-            return path
-    return None
+# The OpenAPI document (2026.7.1) and the sample payloads ship with the tests (see its README).
+REFERENCE_DIR = REPO_ROOT / "wahaflow_tests" / "reference"
 
 
 # The OpenAPI document is generated from WAHA's NestJS DTOs: it marks every non-optional TypeScript
@@ -89,18 +76,14 @@ class OpenApi:
 
 @pytest.fixture(scope="session")
 def openapi() -> OpenApi:
-    ref = reference_dir()
-    if ref is None:
-        pytest.skip("reference/waha-openapi.json not found (set WAHAFLOW_REFERENCE_DIR)")
-    return OpenApi(json.loads((ref / "waha-openapi.json").read_text()))
+    return OpenApi(json.loads((REFERENCE_DIR / "waha-openapi.json").read_text()))
 
 
 @pytest.fixture(scope="session")
 def samples() -> dict[str, Any]:
-    ref = reference_dir()
-    if ref is None:
-        pytest.skip("reference/waha-samples not found (set WAHAFLOW_REFERENCE_DIR)")
-    return {p.name: json.loads(p.read_text()) for p in (ref / "waha-samples").glob("*.json")}
+    found = {p.name: json.loads(p.read_text()) for p in (REFERENCE_DIR / "waha-samples").glob("*.json")}
+    assert found, f"no sample payloads under {REFERENCE_DIR}"
+    return found
 
 
 @pytest.fixture(scope="module")
