@@ -8,6 +8,7 @@ last activity is not newer than what is stored are not fetched at all.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -245,9 +246,11 @@ async def discover(
     started = time.perf_counter()
     before = client.stats.snapshot()
     chats, contacts, rejects = [], [], []
-    for waha_session in sessions:
-        listed, chat_rejects, _ = await fetch_chats(client, waha_session)
-        book, book_rejects = await fetch_contacts(client, waha_session)
+    # every session's chat list and address book at once
+    listings = await asyncio.gather(
+        *(asyncio.gather(fetch_chats(client, s), fetch_contacts(client, s)) for s in sessions)
+    )
+    for (listed, chat_rejects, _), (book, book_rejects) in listings:
         chats.append(listed)
         contacts.append(book)
         rejects.extend([chat_rejects, book_rejects])
@@ -288,11 +291,12 @@ async def import_chunks(
     state = reads.chat_state(conn, db_schema, chunk_keys)
     planned = plan_fetch(registry, state, gap_seconds, full=full)
     fetched, contacts, rejects, fetch_stats = [], [], [], []
-    streams = await _can_stream(client) if not planned.is_empty() else False
-    account_sizes = reads.chats_per_session(conn, db_schema) if streams else {}
-    for waha_session in planned["waha_session"].unique(maintain_order=True).to_list():
+    sessions: list[str] = planned["waha_session"].unique(maintain_order=True).to_list()
+    # the engine (can it stream?) and every session's own id, asked at once
+    streams, *infos = await asyncio.gather(_can_stream(client), *map(client.session_info, sessions))
+    account_sizes = reads.chats_per_session(conn, db_schema) if streams and sessions else {}
+    for waha_session, me in zip(sessions, infos, strict=True):
         session_chats = planned.filter(pl.col("waha_session") == waha_session)
-        me = await client.session_info(waha_session)
         results = []
         whole = session_chats.filter(pl.col("since").is_null())
         # The stream carries the whole account: worth it when this run needs a good part of it.

@@ -197,11 +197,13 @@ def _is_not_working(content: bytes) -> bool:
 class WahaClient:
     """Async client of one WAHA server. Use as `async with WahaClient(url, key) as client: ...`.
 
-    `page_size` is the `limit` of every paged request. `max_attempts` bounds the attempts per
-    request (the first included) and `max_retry_seconds` the time from the first attempt to the
-    start of the last one; `backoff_initial`/`backoff_max` shape the exponential backoff (seconds).
-    `transport` replaces the connection layer (any `httpx.AsyncBaseTransport`); by default it is
-    `StreamTransport` (cheap keep-alive HTTP/1.1), or httpx's own when a proxy is configured.
+    `page_size` is the `limit` of every paged message request, `list_page_size` that of the list
+    endpoints (chats, contacts: few large pages, since WAHA sets no maximum). `max_attempts` bounds
+    the attempts per request (the first included) and `max_retry_seconds` the time from the first
+    attempt to the start of the last one; `backoff_initial`/`backoff_max` shape the exponential
+    backoff (seconds). `transport` replaces the connection layer (any `httpx.AsyncBaseTransport`);
+    by default it is `StreamTransport` (cheap keep-alive HTTP/1.1), or httpx's own when a proxy is
+    configured.
     """
 
     def __init__(
@@ -214,12 +216,13 @@ class WahaClient:
         max_attempts: int = 6,
         max_retry_seconds: float = 120.0,
         page_size: int = 1000,
+        list_page_size: int = 5000,
         backoff_initial: float = 0.5,
         backoff_max: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if concurrency < 1 or max_attempts < 1 or page_size < 1 or timeout <= 0:
-            raise ValueError("concurrency, max_attempts, page_size and timeout must be positive")
+        if concurrency < 1 or max_attempts < 1 or min(page_size, list_page_size) < 1 or timeout <= 0:
+            raise ValueError("concurrency, max_attempts, page sizes and timeout must be positive")
         self.base_url = base_url.rstrip("/")
         self._api_key = _api_key_value(api_key)
         self.concurrency = concurrency
@@ -227,6 +230,7 @@ class WahaClient:
         self.max_attempts = max_attempts
         self.max_retry_seconds = max_retry_seconds
         self.page_size = page_size
+        self.list_page_size = list_page_size
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.stats = ClientStats()
@@ -432,7 +436,7 @@ class WahaClient:
         nothing new means the server ignores `offset` (or its order moved under us): the list is then
         read from offset 0 with a limit larger than everything seen, until a page is short.
         """
-        limit = limit or self.page_size
+        limit = limit or self.list_page_size
         source = source or f"GET {path}"
         items: list[Any] = []
         seen: set[Any] = set()

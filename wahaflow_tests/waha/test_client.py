@@ -36,6 +36,7 @@ NOW = 1_760_000_000
 def make_client(fake: FakeWaha, **kwargs: Any) -> WahaClient:
     options: dict[str, Any] = {
         "page_size": 50,
+        "list_page_size": 50,
         "timeout": 2.0,
         "backoff_initial": 0.01,
         "backoff_max": 0.05,
