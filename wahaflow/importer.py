@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 import psycopg
@@ -23,6 +24,7 @@ from wahaflow.waha.errors import WahaError
 from wahaflow.waha.fetch import STREAM_ENGINES, fetch_account_stream, fetch_chats, fetch_chunk, fetch_contacts
 from wahaflow.waha.normalize import Reject, reject, rejects_frame
 from wahaflow.waha.paging import default_until
+from wahaflow.waha.spool import open_spool
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.writes import TableWrite, TableWrites, write_all
 from wahaflow.webhook.apply import InboxBatch, key_id_expr, mark_processed, pending_events
@@ -149,8 +151,10 @@ def assemble(
     )
     with_sessions, sessions = derive_sessions(apply_inbox(combined, inbox), gap_seconds)
     rejects = pl.concat([rejects, unmatched_inbox_updates(combined, inbox)], how="diagonal_relaxed")
-    # The fetch covered history up to `until`: activity listed after it keeps the chat stale.
-    covered = pl.lit(until, pl.Int64).mul(1_000_000).cast(schemas.UTC_TIME)
+    # The fetch covered history up to `until` (or the chat's own `covered_until`, when its session
+    # was read from an earlier spool): activity listed after it keeps the chat stale.
+    bound = pl.col("covered_until") if "covered_until" in planned.columns else pl.lit(until, pl.Int64)
+    covered = bound.cast(pl.Int64).mul(1_000_000).cast(schemas.UTC_TIME)
     synced = planned.with_columns(pl.min_horizontal("last_message_at", covered).alias("synced_until"))
     return ChunkBatch(
         chunk_keys=sorted(chunk_keys),
@@ -278,12 +282,15 @@ async def import_chunks(
     full: bool = False,
     until: float | None = None,
     stream_min_chats: int = 100,
+    spool_root: Path | None = None,
 ) -> ChunkBatch:
     """Fetch and assemble the chunks `chunk_keys` (one run): nothing is written here.
 
-    On engines with an account-wide message stream (NOWEB, GOWS), a run that needs the whole
-    history of at least `stream_min_chats` chats of a session, and at least `STREAM_MIN_SHARE` of
-    its chats (the stream carries the whole account), reads that stream instead.
+    On engines with an account-wide message stream (NOWEB, GOWS), whole histories come from that
+    stream when it is worth reading the whole account: when this run, or with `spool_root` (shared
+    by the runs of one sync or backfill) the account as a whole, needs the whole history of at least
+    `stream_min_chats` chats and `STREAM_MIN_SHARE` of the session's chats. The stream is read once
+    into a spool under `spool_root/<session>` and every run takes its chats from there.
     """
     started = time.perf_counter()
     until = default_until() if until is None else int(until)
@@ -291,29 +298,44 @@ async def import_chunks(
     state = reads.chat_state(conn, db_schema, chunk_keys)
     planned = plan_fetch(registry, state, gap_seconds, full=full)
     fetched, contacts, rejects, fetch_stats = [], [], [], []
+    covered_until: dict[str, int] = {}
     sessions: list[str] = planned["waha_session"].unique(maintain_order=True).to_list()
     # the engine (can it stream?) and every session's own id, asked at once
     streams, *infos = await asyncio.gather(_can_stream(client), *map(client.session_info, sessions))
-    account_sizes = reads.chats_per_session(conn, db_schema) if streams and sessions else {}
+    needs = reads.whole_history_needs(conn, db_schema, full=full) if streams and sessions else {}
     for waha_session, me in zip(sessions, infos, strict=True):
         session_chats = planned.filter(pl.col("waha_session") == waha_session)
         results = []
         whole = session_chats.filter(pl.col("since").is_null())
-        # The stream carries the whole account: worth it when this run needs a good part of it.
-        enough = max(stream_min_chats, STREAM_MIN_SHARE * account_sizes.get(waha_session, 0))
-        if streams and whole.height >= enough:
-            # Many whole histories: one account-wide stream instead of a request (or more) per chat.
-            streamed = await fetch_account_stream(client, waha_session, me.me_id, whole, until=until)
+        spool_dir = spool_root / waha_session if spool_root is not None else None
+        if (
+            streams
+            and not whole.is_empty()
+            and _worth_streaming(whole.height, needs.get(waha_session), spool_dir, stream_min_chats)
+        ):
+            streamed = await fetch_account_stream(
+                client, waha_session, me.me_id, whole, until=until, spool_dir=spool_dir
+            )
             if streamed is not None:
                 results.append(streamed)
                 session_chats = session_chats.filter(pl.col("since").is_not_null())
+                # a spool written earlier ends before `until`: the session's fetches stop there too
+                covered_until[waha_session] = int(streamed.stats.until)
         if not session_chats.is_empty():
-            results.append(await fetch_chunk(client, waha_session, me.me_id, session_chats, until=until))
+            session_until = covered_until.get(waha_session, until)
+            results.append(
+                await fetch_chunk(client, waha_session, me.me_id, session_chats, until=session_until)
+            )
         for result in results:
             fetched.append(result.messages)
             contacts.append(result.contacts)
             rejects.append(result.rejects)
             fetch_stats.append(result.stats)
+    planned = planned.with_columns(
+        pl.col("waha_session")
+        .replace_strict(covered_until, default=until, return_dtype=pl.Int64)
+        .alias("covered_until")
+    )
     # Webhook events waiting for these chats are applied in the same transaction as the fetch.
     inbox = pending_events(conn, db_schema, registry.select("waha_session", "chat_id"))
     inbox_chats = pl.concat(
@@ -353,6 +375,23 @@ async def import_chunks(
         seconds=time.perf_counter() - started,
     )
     return batch
+
+
+def _worth_streaming(
+    run_needs: int, account_needs: tuple[int, int] | None, spool_dir: Path | None, min_chats: int
+) -> bool:
+    """Whether to read a session's whole stream for the `run_needs` whole histories this run needs.
+
+    `account_needs` is (whole histories the account needs, chats in the account). A spool already
+    written by another run of the same group is always worth reading. Otherwise the stream (the
+    whole account) pays off when the histories it serves are many and a good share of the account:
+    this run's alone, or, with a spool to share, those every run of the group will need.
+    """
+    if spool_dir is not None and open_spool(spool_dir) is not None:
+        return True
+    needed, total = account_needs or (run_needs, run_needs)
+    served = needed if spool_dir is not None else run_needs
+    return served >= max(min_chats, STREAM_MIN_SHARE * total)
 
 
 async def _can_stream(client: WahaClient) -> bool:

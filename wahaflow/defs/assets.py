@@ -11,11 +11,12 @@ from typing import TypeVar
 import dagster as dg
 import polars as pl
 
-from wahaflow.defs.partitions import chat_chunks
+from wahaflow.defs.partitions import BACKFILL_TAG, SYNC_TAG, chat_chunks
 from wahaflow.defs.resources import WahaResource
 from wahaflow.importer import ChunkBatch, discover, import_chunks
 from wahaflow.settings import get_settings
 from wahaflow.waha.errors import WahaAuthError, WahaFetchError, WahaNotFound, WahaRequestError
+from wahaflow.waha.spool import group_directory, remove_expired
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.resource import PostgresResource
 from wahaflow.warehouse.writes import TableWrites
@@ -134,6 +135,9 @@ def chunk_import(
     """Fetch the chunks' new messages, merge them, re-derive sessions; all written in one transaction."""
     keys = sorted(context.partition_keys)
     settings = get_settings()
+    remove_expired(settings.home_dir)
+    group = context.run.tags.get(SYNC_TAG) or context.run.tags.get(BACKFILL_TAG)
+    spool_root = group_directory(settings.home_dir, postgres.db_schema, group) if group else None
 
     async def run() -> ChunkBatch:
         async with waha.client() as client:
@@ -146,6 +150,7 @@ def chunk_import(
                     gap_seconds=settings.session_gap_seconds,
                     full=config.full,
                     stream_min_chats=settings.stream_min_chats,
+                    spool_root=spool_root,
                 )
 
     batch = _without_retry_on_permanent_errors(lambda: asyncio.run(run()))

@@ -9,6 +9,9 @@ chat_chunks = dg.DynamicPartitionsDefinition(name="chat_chunks")
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+BACKFILL_TAG = "dagster/backfill"
+SYNC_TAG = "wahaflow/sync"
+"""Tags that group runs: the runs of one backfill, or of one `wahaflow sync`, share a spool."""
 
 
 def batches(all_keys: Sequence[str], wanted: Sequence[str], size: int) -> list[list[str]]:

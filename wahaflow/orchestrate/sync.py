@@ -7,15 +7,21 @@ so the UI shows them like any other run. Chunks are batched into ranged runs of 
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wahaflow.defs.partitions import batches, chat_chunks, partition_tags
+from wahaflow.defs.partitions import SYNC_TAG, batches, chat_chunks, partition_tags
 from wahaflow.settings import Settings
+from wahaflow.waha.spool import group_directory
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.resource import PostgresResource
 
@@ -117,11 +123,19 @@ def run_sync(
         TextColumn("{task.fields[messages]:,} messages, {task.fields[rate]:,.0f}/s"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    # The runs of this sync share one spool of each account's message stream (removed at the end).
+    sync_id = uuid.uuid4().hex
+    with (
+        Progress(*columns, console=console, transient=False) as progress,
+        _removed_afterwards(group_directory(settings.home_dir, settings.db_schema, sync_id)),
+    ):
         task = progress.add_task("chunks", total=sum(len(r) for r in runs), messages=0, rate=0.0)
         for keys in runs:
             result = job.execute_in_process(
-                instance=instance, tags=partition_tags(keys), run_config=run_config, raise_on_error=False
+                instance=instance,
+                tags={**partition_tags(keys), SYNC_TAG: sync_id},
+                run_config=run_config,
+                raise_on_error=False,
             )
             report.chunks_run.extend(keys)
             if result.success:
@@ -143,6 +157,15 @@ def run_sync(
         report.totals = reads.table_counts(conn, postgres.db_schema)
     report.seconds = time.perf_counter() - started
     return report
+
+
+@contextlib.contextmanager
+def _removed_afterwards(directory: Path) -> Iterator[None]:
+    """Remove `directory` (if any run created it) when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def print_report(report: SyncReport, console: Console) -> None:

@@ -55,6 +55,8 @@ from wahaflow.waha.normalize import dump_payload, loads, loads_array, loads_obje
 from wahaflow.waha.transport import StreamTransport
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from wahaflow.waha.paging import ChatMessages
 
 log = logging.getLogger(__name__)
@@ -566,10 +568,12 @@ class WahaClient:
         since: float | None = None,
         until: float | None = None,
         page_size: int | None = None,
+        on_page: Callable[[pl.DataFrame], None] | None = None,
     ) -> ChatMessages:
-        """Every message of one chat with `since <= timestamp <= until` (see `paging`)."""
+        """Every message of one chat with `since <= timestamp <= until` (see `paging`); with
+        `on_page`, pages are handed over as they arrive instead of kept."""
         from wahaflow.waha.paging import fetch_chat_messages
 
         return await fetch_chat_messages(
-            self, session, chat_id, since=since, until=until, page_size=page_size
+            self, session, chat_id, since=since, until=until, page_size=page_size, on_page=on_page
         )

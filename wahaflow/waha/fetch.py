@@ -13,10 +13,13 @@ cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -35,6 +38,7 @@ from wahaflow.waha.normalize import (
     rejects_frame,
 )
 from wahaflow.waha.paging import ChatMessages, default_until
+from wahaflow.waha.spool import MissingChatField, open_spool, spool_lock, stream_to_spool
 
 log = logging.getLogger(__name__)
 
@@ -266,44 +270,47 @@ async def fetch_account_stream(
     *,
     until: float | None = None,
     page_size: int = STREAM_PAGE_SIZE,
+    spool_dir: Path | None = None,
 ) -> ChunkFetch | None:
     """The whole history of `chats` read from the account-wide stream `chats/all/messages`
     (NOWEB and GOWS, waha-api.md §2.4): a few large requests instead of one or more per chat.
 
-    There is no chat in that request path, so a message's chat is its `from`, which on these two
-    engines is always the chat id (`key.remoteJid` / `Info.Chat`). Messages of chats outside `chats`
-    are dropped. Returns None, so that the caller fetches chat by chat, when a message has no `from`.
+    The stream goes through a spool (`wahaflow.waha.spool`): `spool_dir` is shared by the runs of one
+    sync or backfill, so that only the first one reads WAHA; without it, a temporary one is used.
+    The result's `stats.until` is the spool's bound, which is older than `until` when another run
+    wrote it. There is no chat in that request path, so a message's chat is its `from`, which on these
+    two engines is always the chat id (`key.remoteJid` / `Info.Chat`). Returns None, so that the
+    caller fetches chat by chat, when a message has no `from`.
     """
     started = time.monotonic()
-    before = client.stats.snapshot()
     until = default_until() if until is None else until
-    result = await client.chat_messages(waha_session, "all", since=None, until=until, page_size=page_size)
-    pages = [f for f in (result.frames if result.trusted else [result.raw]) if f.height]
-    raw = pl.concat(pages, how="vertical") if pages else pl.DataFrame(schema=RAW_MESSAGES)
-    if raw.get_column("from").null_count():
-        log.warning("%s: chats/all/messages items without `from`; fetching chat by chat", waha_session)
-        return None
-    chat_ids: list[str] = chats.get_column("chat_id").to_list()
-    raw = raw.with_columns(normalize_ids(raw.get_column("from")).alias("chat_id")).filter(
-        pl.col("chat_id").is_in(chat_ids)
-    )
+    with contextlib.ExitStack() as cleanup:
+        if spool_dir is None:
+            spool_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="wahaflow-spool-")))
+        async with spool_lock(spool_dir):
+            spool = open_spool(spool_dir)
+            written = spool is None
+            if spool is None:
+                try:
+                    spool = await stream_to_spool(
+                        client, waha_session, spool_dir, until=int(until), page_size=page_size
+                    )
+                except MissingChatField as missing:
+                    log.warning("%s; fetching chat by chat", missing)
+                    return None
+        chat_ids: list[str] = chats.get_column("chat_id").to_list()
+        raw = spool.read(chat_ids)
+        rejects = spool.rejects() if written else rejects_frame([], waha_session=waha_session)
     messages = normalize_messages(raw, waha_session=waha_session, me_id=me_id)
     contacts = contacts_from_messages(
         raw, waha_session=waha_session, me_id=me_id, chat_ids=chat_ids, messages=messages
     )
-    messages = messages.unique(subset="message_id", keep="last", maintain_order=True)
-    done = client.stats.minus(before)
     stats = FetchStats(
-        requests=done.requests,
-        retries=done.retries,
-        bytes_received=done.bytes_received,
+        requests=spool.requests if written else 0,
+        retries=spool.retries if written else 0,
+        bytes_received=spool.bytes_received if written else 0,
         seconds=time.monotonic() - started,
-        until=until,
+        until=spool.until,
         chats=len(chat_ids),
     )
-    return ChunkFetch(
-        messages=messages,
-        contacts=contacts,
-        rejects=rejects_frame(result.rejects, waha_session=waha_session),
-        stats=stats,
-    )
+    return ChunkFetch(messages=messages, contacts=contacts, rejects=rejects, stats=stats)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
@@ -95,9 +96,13 @@ async def fetch_chat_messages(
     since: float | None = None,
     until: float | None = None,
     page_size: int | None = None,
+    on_page: Callable[[pl.DataFrame], None] | None = None,
 ) -> ChatMessages:
     """Every message of `chat_id` (the id as listed, used in the path) with `since <= timestamp <=
-    until` (unix seconds, both inclusive; `until` defaults to now - 1 s, frozen for the whole fetch)."""
+    until` (unix seconds, both inclusive; `until` defaults to now - 1 s, frozen for the whole fetch).
+
+    With `on_page`, each non-empty page goes to it as it arrives instead of into `frames` (the
+    consumer then applies the window and de-duplicates: boundary seconds are read twice)."""
     from wahaflow.waha.client import CallStats
 
     page_size = page_size or client.page_size
@@ -131,7 +136,10 @@ async def fetch_chat_messages(
             page = MessagePage(frame=pl.DataFrame(schema=RAW_MESSAGES), count=0)
         result.pages += 1
         if page.frame.height:
-            result.frames.append(page.frame)
+            if on_page is None:
+                result.frames.append(page.frame)
+            else:
+                on_page(page.frame)
         result.rejects.extend(page.rejects)
         if page.count < limit:
             break  # short page: nothing older in the window

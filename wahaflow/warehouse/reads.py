@@ -103,9 +103,13 @@ def chunks_with_pending_events(conn: psycopg.Connection, db_schema: str) -> list
     return [row[0] for row in conn.execute(query).fetchall()]
 
 
-def chats_per_session(conn: psycopg.Connection, db_schema: str) -> dict[str, int]:
-    """How many chats each WAHA session has in the registry."""
-    query = sql.SQL("SELECT waha_session, count(*) FROM {} GROUP BY 1").format(
-        sql.Identifier(db_schema, "chats")
+def whole_history_needs(
+    conn: psycopg.Connection, db_schema: str, *, full: bool
+) -> dict[str, tuple[int, int]]:
+    """Per WAHA session: (chats whose whole history is still to fetch, chats in the registry). The
+    former are the never-synced chats, or every chat with `full`."""
+    needed = sql.SQL("count(*)") if full else sql.SQL("count(*) FILTER (WHERE synced_until IS NULL)")
+    query = sql.SQL("SELECT waha_session, {}, count(*) FROM {} GROUP BY 1").format(
+        needed, sql.Identifier(db_schema, "chats")
     )
-    return {row[0]: int(row[1]) for row in conn.execute(query).fetchall()}
+    return {row[0]: (int(row[1]), int(row[2])) for row in conn.execute(query).fetchall()}

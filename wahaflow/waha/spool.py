@@ -1,0 +1,187 @@
+"""A spool of an account's message stream: read from WAHA once, then served to every chunk run.
+
+`GET /api/{session}/chats/all/messages` (NOWEB, GOWS) carries the whole account, but a chunk run
+needs only its own chats. Without a spool, every run of a first import would read the whole stream
+again and keep it in memory. Instead, the first run that needs it writes each page as it arrives to a
+Parquet file (sorted by chat, so that readers skip row groups of other chats), and every run of the
+same sync or backfill reads just its chats from those files: one pass over WAHA, memory bounded by a
+page plus the run's own chats.
+
+A spool is a directory: `page-NNNNN.parquet` files, `rejects.parquet`, and `manifest.json`, written
+last (a directory without it is incomplete and is never read). Writers of the same directory take a
+file lock, so that concurrent runs of one backfill stream once. Every message in the spool lies at or
+before the manifest's `until`; its readers record that bound, not their own, as what they covered.
+The files hold message text: they live under `WAHAFLOW_HOME` and are removed with their sync, or
+after `MAX_AGE_SECONDS` by the next run that looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from wahaflow import schemas
+from wahaflow.waha.client import WahaClient
+from wahaflow.waha.normalize import RAW_MESSAGES, normalize_ids, rejects_frame
+from wahaflow.waha.paging import window
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+REJECTS = "rejects.parquet"
+MAX_AGE_SECONDS = 6 * 3600
+"""A spool older than this is removed instead of read (a backfill that takes longer streams again)."""
+ROW_GROUP_ROWS = 1000
+RAW_SPOOL = pl.Schema({**dict(RAW_MESSAGES), "chat_id": pl.String})
+"""A spooled message: the page's columns and the chat it belongs to (its normalized `from`)."""
+
+
+class MissingChatField(Exception):
+    """The stream's items do not name their chat (`from`), so it cannot be routed to chunks."""
+
+
+@dataclass(frozen=True)
+class Spool:
+    """A complete spool directory and what its manifest says."""
+
+    directory: Path
+    waha_session: str
+    until: int
+    pages: int
+    messages: int
+    requests: int
+    retries: int
+    bytes_received: int
+    created_at: float
+
+    def read(self, chat_ids: list[str]) -> pl.DataFrame:
+        """The spooled messages of `chat_ids`: RAW_MESSAGES columns plus the normalized `chat_id`,
+        inside the window, one row per message id."""
+        files = sorted(self.directory.glob("page-*.parquet"))
+        if not files:
+            return pl.DataFrame(schema=RAW_SPOOL)
+        frame = pl.scan_parquet(files).filter(pl.col("chat_id").is_in(chat_ids)).collect()
+        return window(frame, None, self.until).unique(subset="id", keep="last", maintain_order=True)
+
+    def rejects(self) -> pl.DataFrame:
+        """REJECTS rows for the stream's malformed items."""
+        path = self.directory / REJECTS
+        return pl.read_parquet(path) if path.exists() else schemas.empty(schemas.REJECTS)
+
+
+def open_spool(directory: Path, *, max_age: float = MAX_AGE_SECONDS) -> Spool | None:
+    """The complete spool in `directory`, or None (absent, incomplete, or too old: then removed)."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    spool = Spool(directory=directory, **manifest)
+    if time.time() - spool.created_at > max_age:
+        remove_spool(directory)
+        return None
+    return spool
+
+
+def remove_spool(directory: Path) -> None:
+    """Delete a spool directory (and its lock file) if present."""
+    shutil.rmtree(directory, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        _lock_path(directory).unlink()
+
+
+async def stream_to_spool(
+    client: WahaClient, waha_session: str, directory: Path, *, until: int, page_size: int
+) -> Spool:
+    """Read the session's whole stream up to `until` into `directory` (replacing what is there).
+
+    Raises `MissingChatField` (and leaves no spool) when an item has no `from`.
+    """
+    remove_spool_files(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    before = client.stats.snapshot()
+    pages = messages = 0
+
+    def write_page(frame: pl.DataFrame) -> None:
+        nonlocal pages, messages
+        if frame.get_column("from").null_count():
+            raise MissingChatField(f"GET /api/{waha_session}/chats/all/messages: items without `from`")
+        routed = frame.with_columns(normalize_ids(frame.get_column("from")).alias("chat_id")).sort("chat_id")
+        routed.write_parquet(directory / f"page-{pages:05d}.parquet", row_group_size=ROW_GROUP_ROWS)
+        pages += 1
+        messages += routed.height
+
+    try:
+        result = await client.chat_messages(
+            waha_session, "all", since=None, until=until, page_size=page_size, on_page=write_page
+        )
+    except BaseException:
+        remove_spool_files(directory)
+        raise
+    rejects_frame(result.rejects, waha_session=waha_session).write_parquet(directory / REJECTS)
+    done = client.stats.minus(before)
+    manifest = {
+        "waha_session": waha_session,
+        "until": int(until),
+        "pages": pages,
+        "messages": messages,
+        "requests": done.requests,
+        "retries": done.retries,
+        "bytes_received": done.bytes_received,
+        "created_at": time.time(),
+    }
+    temporary = directory / f"{MANIFEST}.tmp"
+    temporary.write_text(json.dumps(manifest))
+    os.replace(temporary, directory / MANIFEST)  # the spool is complete from here on
+    return Spool(directory=directory, **manifest)
+
+
+def remove_spool_files(directory: Path) -> None:
+    """Empty a spool directory (manifest first, so that no reader takes it for complete)."""
+    with contextlib.suppress(FileNotFoundError):
+        (directory / MANIFEST).unlink()
+    for path in directory.glob("*.parquet") if directory.exists() else ():
+        path.unlink()
+
+
+def group_directory(home: Path, db_schema: str, group: str) -> Path:
+    """Where the spools of one sync or backfill (`group`) live, one subdirectory per WAHA session."""
+    return home / "spool" / db_schema / group
+
+
+def remove_expired(home: Path, max_age: float = MAX_AGE_SECONDS) -> None:
+    """Remove every spool under `home` older than `max_age` (those of backfills long finished)."""
+    for manifest in (home / "spool").glob(f"*/*/*/{MANIFEST}"):
+        open_spool(manifest.parent, max_age=max_age)
+
+
+def _lock_path(directory: Path) -> Path:
+    return directory.with_name(directory.name + ".lock")
+
+
+@contextlib.asynccontextmanager
+async def spool_lock(directory: Path, poll_seconds: float = 0.2) -> AsyncIterator[None]:
+    """Hold the spool's writer lock (another process writing the same spool: wait without blocking
+    the event loop)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(_lock_path(directory), "a+b") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(poll_seconds)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
