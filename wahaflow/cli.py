@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from wahaflow.runtime import limit_heap_fragmentation
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wahaflow", description=__doc__)
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    limit_heap_fragmentation()
     if args.command == "simulate":
         from wahaflow.simulator.serve import main as simulate_main
 

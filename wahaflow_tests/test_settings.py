@@ -19,3 +19,10 @@ def test_api_key_never_in_repr(monkeypatch):
     assert "super-secret-key" not in repr(s)
     assert s.api_key() == "super-secret-key"
     assert s.waha_sessions == ["a", "b", "c"]
+
+
+def test_heap_fragmentation_limit_applies_or_is_a_no_op() -> None:
+    from wahaflow.runtime import limit_heap_fragmentation
+
+    limit_heap_fragmentation()  # glibc: mallopt accepted; elsewhere: nothing to do
+    limit_heap_fragmentation()  # idempotent

@@ -8,9 +8,12 @@ from wahaflow.defs.assets import build_chats, build_chunk_import
 from wahaflow.defs.checks import CHECKS
 from wahaflow.defs.resources import WahaResource
 from wahaflow.defs.sensors import build_activity_sensor, build_inbox_sensor, chat_discovery_sensor
+from wahaflow.runtime import limit_heap_fragmentation
 from wahaflow.settings import Settings, get_settings
 from wahaflow.warehouse.io_manager import PostgresPolarsIOManager
 from wahaflow.warehouse.resource import PostgresResource
+
+limit_heap_fragmentation()  # a Dagster run worker or code server loads this module first
 
 
 def build_defs(settings: Settings) -> dg.Definitions:

@@ -66,7 +66,7 @@ from psycopg import sql
 
 WriteMode = Literal["replace", "merge"]
 
-COPY_SLICE_ROWS = 100_000
+COPY_SLICE_ROWS = 25_000
 """Rows per CSV block handed to COPY (bounds the extra memory to one encoded slice)."""
 
 
