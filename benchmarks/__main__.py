@@ -111,7 +111,7 @@ def summary(sections: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         numbers = isinstance(wall, int | float) and isinstance(base, int | float)
         ratio = round(wall / base, 2) if numbers and base else None
         out.append({c: r.get(c) for c in SUMMARY_COLUMNS[:-1]} | {"x wahaflow": ratio})
-    order = {"seed 0 ms": 0, "seed 300 ms": 1, "big 0 ms": 2}
+    order = {"seed 0 ms": 0, "seed 300 ms": 1, "big 0 ms": 2, "huge 0 ms": 3}
     return sorted(out, key=lambda r: order.get(r["case"], 9))
 
 

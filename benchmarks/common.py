@@ -325,6 +325,18 @@ class Simulator:
         self._command(f"latency {latency_ms}")
         self.latency_ms = latency_ms
 
+    def add_messages(self, n: int) -> tuple[Truth, int]:
+        """Add `n` messages to random chats (two seconds ago): the new ground truth, and how many
+        chats got them. The account stays changed: use this in the last case of a preset."""
+        answer = self._command(f"add {n}")
+        changed = Truth(
+            preset=f"{self.preset} +{answer['added']}",
+            chats=truth(self.preset).chats,
+            message_ids=frozenset(answer["message_ids"]),
+            session_ids=frozenset(answer["session_ids"]),
+        )
+        return changed, int(answer["chats"])
+
     def env(self) -> dict[str, str]:
         """The WAHA settings a client of this simulator needs."""
         return {"WAHA_URL": self.url, "WAHA_API_KEY": self.api_key, "WAHA_SESSIONS": WAHA_SESSION}
@@ -351,6 +363,21 @@ class Simulator:
         self.stop()
 
 
+def _add_messages(account: Any, n: int) -> dict[str, Any]:
+    """Add `n` messages to random chats of `account`; its whole ground truth afterwards."""
+    from wahaflow.sessions import derive_sessions
+
+    added = account.add_messages(n, at=int(time.time()) - 2)
+    messages = account.ground_truth_messages()
+    _, sessions = derive_sessions(messages, GAP_SECONDS)
+    return {
+        "added": added.height,
+        "chats": added.get_column("chat_id").n_unique(),
+        "message_ids": messages.get_column("message_id").to_list(),
+        "session_ids": sessions.get_column("session_id").to_list(),
+    }
+
+
 def _serve(argv: Sequence[str] | None = None) -> int:
     """The simulator child: serve, print `READY <url>`, then answer commands read from stdin."""
     from wahaflow.simulator import AccountSpec, ServerConfig, SimulatorServer
@@ -372,6 +399,8 @@ def _serve(argv: Sequence[str] | None = None) -> int:
             elif command == "latency":
                 server.config.latency_ms = float(arg)
                 answer = {"ok": True}
+            elif command == "add":  # new messages in random chats, two seconds ago; the new truth
+                answer = _add_messages(server.account, int(arg))
             else:
                 answer = {"error": f"unknown command {command!r}"}
             print(json.dumps(answer), flush=True)

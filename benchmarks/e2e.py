@@ -4,9 +4,11 @@ Each case runs `.venv/bin/wahaflow sync` as a child process against a simulator 
 configuration as shipped: the warehouse and the Dagster instance (runs, events, partitions) in one
 Postgres database. That database is fresh for each case (on the bench server, dropped afterwards),
 and so is `WAHAFLOW_HOME` (hence the Dagster home under it): nothing leaks between cases. A second
-`wahaflow sync` follows at once (nothing new): the incremental cost. Reported: process wall time,
-messages/s, requests the simulator answered, peak resident memory, CPU time, and the stored rows
-against the ground truth (exact message and session ids, no duplicates).
+`wahaflow sync` follows at once (nothing new): the incremental cost. On the big account a third one
+follows after 1% new messages were added to random chats (`ACTIVITY_SHARE`). Reported: process wall
+time, messages/s, requests the simulator answered, peak resident memory, CPU time, the time as a
+share of the full import, and the stored rows against the ground truth (exact message and session
+ids, no duplicates).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from benchmarks.common import (
     REPO,
     Simulator,
+    Truth,
     case_name,
     check_warehouse,
     child_env,
@@ -29,11 +32,16 @@ from benchmarks.common import (
 WAHAFLOW = REPO / ".venv" / "bin" / "wahaflow"
 SCHEMA = "wahaflow"
 TIMEOUT_S = 900.0
-CASES: list[tuple[str, float]] = [("seed", 0), ("seed", 300), ("big", 0)]
+CASES: list[tuple[str, float]] = [("seed", 0), ("seed", 300), ("big", 0), ("huge", 0)]
+ACTIVITY_CASES = {("big", 0)}
+"""Cases followed by a sync after `ACTIVITY_SHARE` new messages (last case of their simulator)."""
+ACTIVITY_SHARE = 0.01
 QUICK_CASES: list[tuple[str, float]] = [("seed", 0)]
 
 
-def _row(tool: str, sim: Simulator, measured: Any, requests: int, check: dict[str, Any]) -> dict[str, Any]:
+def _row(
+    tool: str, sim: Simulator, measured: Any, requests: int, check: dict[str, Any], expected: Truth
+) -> dict[str, Any]:
     row: dict[str, Any] = {"tool": tool, "case": case_name(sim.preset, sim.latency_ms)}
     if measured.timed_out:
         return row | {
@@ -57,7 +65,7 @@ def _row(tool: str, sim: Simulator, measured: Any, requests: int, check: dict[st
         "cpu s": round(measured.cpu_seconds, 2),
         "peak MB": round(measured.peak_mb),
         "messages": check["messages"],
-        "expected": truth(sim.preset).messages,
+        "expected": expected.messages,
         "duplicates": check["duplicates"],
         "sessions": check["sessions"],
         "correct": check["correct"],
@@ -66,23 +74,36 @@ def _row(tool: str, sim: Simulator, measured: Any, requests: int, check: dict[st
 
 
 def run_case(sim: Simulator, pg_url: str) -> list[dict[str, Any]]:
-    """A first sync and an incremental one into a fresh database and WAHAFLOW_HOME; two rows."""
+    """A first sync and an incremental one (plus one after new activity, for `ACTIVITY_CASES`) into
+    a fresh database and WAHAFLOW_HOME; one row each."""
     expected = truth(sim.preset)
-    rows = []
+    syncs = ["wahaflow", "wahaflow nothing new"]
+    if (sim.preset, sim.latency_ms) in ACTIVITY_CASES:
+        syncs.append(f"wahaflow {ACTIVITY_SHARE:.0%} new")
+    rows: list[dict[str, Any]] = []
     with (
         temp_database(pg_url, "bench_wahaflow") as db_url,
         tempfile.TemporaryDirectory(prefix="wahaflow-bench-") as home,
     ):
         # no DAGSTER_HOME: wahaflow keeps its own under WAHAFLOW_HOME, storing runs in the database
         env = child_env(**sim.env(), WAHAFLOW_DATABASE_URL=db_url, WAHAFLOW_SCHEMA=SCHEMA, WAHAFLOW_HOME=home)
-        for tool in ("wahaflow", "wahaflow incremental"):
+        note = ""
+        for tool in syncs:
+            if tool.endswith(" new") and tool != "wahaflow nothing new":
+                before = expected.messages
+                expected, chats = sim.add_messages(round(ACTIVITY_SHARE * before))
+                note = f"{expected.messages - before:,} new messages in {chats:,} chats"
             sim.reset()
             measured = run_measured([WAHAFLOW, "sync"], env=env, timeout=TIMEOUT_S)
             requests = sim.requests()
             check = check_warehouse(db_url, SCHEMA, expected) if measured.ok else {}
-            rows.append(_row(tool, sim, measured, requests, check))
-            done = rows[-1]
-            print(f"  e2e {done['case']} {tool}: {done.get('wall s')} s, correct {done.get('correct')}")
+            row = _row(tool, sim, measured, requests, check, expected)
+            if rows and measured.ok and rows[0].get("wall s"):
+                row["of full"] = f"{row['wall s'] / rows[0]['wall s']:.0%}"
+            if note and row.get("note") == "ok":
+                row["note"] = note
+            rows.append(row)
+            print(f"  e2e {row['case']} {tool}: {row.get('wall s')} s, correct {row.get('correct')}")
             if not measured.ok:
                 break
     return rows
