@@ -21,7 +21,14 @@ from wahaflow.chunks import register
 from wahaflow.sessions import derive_sessions
 from wahaflow.waha.client import WahaClient
 from wahaflow.waha.errors import WahaError
-from wahaflow.waha.fetch import STREAM_ENGINES, fetch_account_stream, fetch_chats, fetch_chunk, fetch_contacts
+from wahaflow.waha.fetch import (
+    STREAM_ENGINES,
+    ChunkFetch,
+    fetch_account_stream,
+    fetch_chats,
+    fetch_chunk,
+    fetch_contacts,
+)
 from wahaflow.waha.normalize import Reject, reject, rejects_frame
 from wahaflow.waha.paging import default_until
 from wahaflow.waha.spool import open_spool
@@ -305,27 +312,14 @@ async def import_chunks(
     needs = reads.whole_history_needs(conn, db_schema, full=full) if streams and sessions else {}
     for waha_session, me in zip(sessions, infos, strict=True):
         session_chats = planned.filter(pl.col("waha_session") == waha_session)
-        results = []
-        whole = session_chats.filter(pl.col("since").is_null())
         spool_dir = spool_root / waha_session if spool_root is not None else None
-        if (
-            streams
-            and not whole.is_empty()
-            and _worth_streaming(whole.height, needs.get(waha_session), spool_dir, stream_min_chats)
-        ):
-            streamed = await fetch_account_stream(
-                client, waha_session, me.me_id, whole, until=until, spool_dir=spool_dir
-            )
-            if streamed is not None:
-                results.append(streamed)
-                session_chats = session_chats.filter(pl.col("since").is_not_null())
-                # a spool written earlier ends before `until`: the session's fetches stop there too
-                covered_until[waha_session] = int(streamed.stats.until)
-        if not session_chats.is_empty():
-            session_until = covered_until.get(waha_session, until)
-            results.append(
-                await fetch_chunk(client, waha_session, me.me_id, session_chats, until=session_until)
-            )
+        whole_histories = session_chats.filter(pl.col("since").is_null()).height
+        stream = streams and _worth_streaming(
+            whole_histories, needs.get(waha_session), spool_dir, stream_min_chats
+        )
+        results, covered_until[waha_session] = await _fetch_session(
+            client, waha_session, me.me_id, session_chats, until=until, stream=stream, spool_dir=spool_dir
+        )
         for result in results:
             fetched.append(result.messages)
             contacts.append(result.contacts)
@@ -375,6 +369,34 @@ async def import_chunks(
         seconds=time.perf_counter() - started,
     )
     return batch
+
+
+async def _fetch_session(
+    client: WahaClient,
+    waha_session: str,
+    me_id: str | None,
+    chats: pl.DataFrame,
+    *,
+    until: int,
+    stream: bool,
+    spool_dir: Path | None,
+) -> tuple[list[ChunkFetch], int]:
+    """Fetch one session's planned `chats`: with `stream`, the whole histories from the account
+    stream (through the spool), the rest chat by chat. Returns the fetches and the bound they cover:
+    `until`, or the end of a spool written earlier (then the chat-by-chat fetches stop there too)."""
+    results: list[ChunkFetch] = []
+    whole = chats.filter(pl.col("since").is_null())
+    if stream and not whole.is_empty():
+        streamed = await fetch_account_stream(
+            client, waha_session, me_id, whole, until=until, spool_dir=spool_dir
+        )
+        if streamed is not None:
+            results.append(streamed)
+            chats = chats.filter(pl.col("since").is_not_null())
+            until = int(streamed.stats.until)
+    if not chats.is_empty():
+        results.append(await fetch_chunk(client, waha_session, me_id, chats, until=until))
+    return results, until
 
 
 def _worth_streaming(

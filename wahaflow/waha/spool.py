@@ -94,10 +94,8 @@ def open_spool(directory: Path, *, max_age: float = MAX_AGE_SECONDS) -> Spool | 
 
 
 def remove_spool(directory: Path) -> None:
-    """Delete a spool directory (and its lock file) if present."""
+    """Delete a spool directory if present (its lock file stays: a writer may be holding it)."""
     shutil.rmtree(directory, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        _lock_path(directory).unlink()
 
 
 async def stream_to_spool(

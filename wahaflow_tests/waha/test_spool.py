@@ -1,0 +1,79 @@
+"""The account-stream spool against the simulator over HTTP: what a run reads from it is exactly
+what the simulator holds for its chats, and only complete, fresh spools are read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import polars as pl
+
+from wahaflow.waha.client import WahaClient
+from wahaflow.waha.fetch import ChunkFetch, fetch_account_stream
+from wahaflow.waha.spool import MANIFEST, Spool, open_spool, remove_expired, stream_to_spool
+
+KEY = "spool-key"
+
+
+def _stream(url: str, directory: Path, page_size: int = 50) -> tuple[int, Spool]:
+    async def run() -> tuple[int, Spool]:
+        async with WahaClient(url, KEY) as client:
+            spool = await stream_to_spool(
+                client, "default", directory, until=int(time.time()) - 1, page_size=page_size
+            )
+            return client.stats.requests, spool
+
+    return asyncio.run(run())
+
+
+def test_spool_holds_the_whole_stream_and_serves_each_chat_set(simulator_factory, tmp_path):
+    simulator = simulator_factory(chats=40, messages=300, engine="GOWS", api_key=KEY)
+    requests, spool = _stream(simulator.url, tmp_path / "default")
+    truth = simulator.account.ground_truth_messages()
+    assert spool.messages >= truth.height and spool.pages == requests  # boundary seconds read twice
+    assert json.loads((tmp_path / "default" / MANIFEST).read_text())["until"] == spool.until
+    chats = truth["chat_id"].unique().sort().to_list()
+    first, second = chats[:15], chats[15:]
+    read = [spool.read(part) for part in (first, second)]
+    for part, frame in zip((first, second), read, strict=True):
+        assert frame["id"].n_unique() == frame.height  # one row per message
+        assert set(frame["chat_id"]) <= set(part)
+    ids = pl.concat(read)["id"]
+    assert ids.n_unique() == truth.height
+
+
+def test_runs_read_a_complete_spool_instead_of_wahas_stream(simulator_factory, tmp_path):
+    simulator = simulator_factory(chats=30, messages=200, engine="NOWEB", api_key=KEY)
+    truth = simulator.account.ground_truth_messages()
+    chats = pl.DataFrame({"chat_id": truth["chat_id"].unique().sort()})
+
+    async def fetch(directory: Path) -> tuple[int, ChunkFetch]:
+        async with WahaClient(simulator.url, KEY) as client:
+            result = await fetch_account_stream(client, "default", None, chats, spool_dir=directory)
+            assert result is not None
+            return client.stats.requests, result
+
+    spool_dir = tmp_path / "group" / "default"
+    first_requests, first = asyncio.run(fetch(spool_dir))
+    again_requests, again = asyncio.run(fetch(spool_dir))
+    assert first_requests >= 1 and again_requests == 0
+    assert first.messages.height == again.messages.height == truth.height
+    assert again.stats.until == first.stats.until  # the spool's bound, not the second run's own
+
+    # A spool without its manifest is incomplete, and is read again from WAHA.
+    (spool_dir / MANIFEST).unlink()
+    assert open_spool(spool_dir) is None
+    requests, _ = asyncio.run(fetch(spool_dir))
+    assert requests >= 1
+
+
+def test_expired_spools_are_removed(simulator_factory, tmp_path):
+    simulator = simulator_factory(chats=10, messages=50, engine="NOWEB", api_key=KEY)
+    directory = tmp_path / "spool" / "schema" / "group" / "default"
+    _stream(simulator.url, directory)
+    remove_expired(tmp_path, max_age=3600)
+    assert open_spool(directory) is not None
+    remove_expired(tmp_path, max_age=0)
+    assert not directory.exists()
