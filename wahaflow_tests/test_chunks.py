@@ -81,3 +81,17 @@ def test_register_keeps_known_chunks_and_reports_new_keys():
         "d@c.us": "default-00001",
     }
     assert rows2.columns == list(schemas.CHATS)
+
+
+def test_runs_are_contiguous_and_hold_at_most_size_chunks_of_work() -> None:
+    from wahaflow.defs.partitions import LIGHT_CHUNK_SHARE, batches
+
+    keys = [f"default-{i:05d}" for i in range(12)]
+    wanted = [k for k in keys if k != "default-00005"]  # a gap splits a range
+    assert batches(keys, wanted, 3) == [keys[0:3], keys[3:5], keys[6:9], keys[9:12]]
+    # Chunks with no whole history to fetch count as 1/LIGHT_CHUNK_SHARE of one.
+    heavy = {"default-00000", "default-00001"}
+    runs = batches(keys, keys, 2, heavy)
+    assert runs[0] == keys[0:2]
+    assert [len(r) for r in runs[1:]] == [2 * LIGHT_CHUNK_SHARE, 12 - 2 - 2 * LIGHT_CHUNK_SHARE]
+    assert [k for run in runs for k in run] == keys

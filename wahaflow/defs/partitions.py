@@ -1,7 +1,7 @@
 """The one partitioning of every per-chunk asset (a dynamic partition per chunk of chats), and how
 runs target several chunks at once."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import dagster as dg
 
@@ -14,18 +14,36 @@ SYNC_TAG = "wahaflow/sync"
 """Tags that group runs: the runs of one backfill, or of one `wahaflow sync`, share a spool."""
 
 
-def batches(all_keys: Sequence[str], wanted: Sequence[str], size: int) -> list[list[str]]:
-    """Split `wanted` into runs of at most `size` keys that are contiguous in `all_keys`' order."""
+LIGHT_CHUNK_SHARE = 4
+"""A chunk with no whole history to fetch (incremental work, inbox events) counts as a quarter of
+one: runs pack four times as many of them."""
+
+
+def batches(
+    all_keys: Sequence[str], wanted: Sequence[str], size: int, heavy: Collection[str] | None = None
+) -> list[list[str]]:
+    """Split `wanted` into runs that are contiguous in `all_keys`' order and hold at most `size`
+    chunks' worth of work: with `heavy` given (the chunks with a chat whose whole history is still
+    to fetch), the other chunks count as 1/`LIGHT_CHUNK_SHARE` each, so that incremental syncs pay
+    Dagster's per-run costs a few times, not once per `size` chunks."""
     wanted_set = set(wanted)
     ordered = [k for k in all_keys if k in wanted_set]
     position = {k: i for i, k in enumerate(all_keys)}
+    budget = size * LIGHT_CHUNK_SHARE
+
+    def cost(key: str) -> int:
+        return LIGHT_CHUNK_SHARE if heavy is None or key in heavy else 1
+
     out: list[list[str]] = []
+    used = 0
     for key in ordered:
         current = out[-1] if out else None
-        if current and len(current) < size and position[key] == position[current[-1]] + 1:
+        if current and used + cost(key) <= budget and position[key] == position[current[-1]] + 1:
             current.append(key)
+            used += cost(key)
         else:
             out.append([key])
+            used = cost(key)
     return out
 
 

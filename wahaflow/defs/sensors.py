@@ -68,9 +68,14 @@ def busy_chunks(instance: dg.DagsterInstance) -> set[str]:
 
 
 def chunk_run_requests(
-    all_keys: list[str], wanted: set[str], chunks_per_run: int, reason: str
+    all_keys: list[str],
+    wanted: set[str],
+    chunks_per_run: int,
+    reason: str,
+    heavy: set[str] | None = None,
 ) -> list[dg.RunRequest]:
-    """Ranged runs over `wanted` (contiguous in `all_keys`), at most `chunks_per_run` chunks each."""
+    """Ranged runs over `wanted` (contiguous in `all_keys`) of at most `chunks_per_run` chunks'
+    worth of work (`partitions.batches`: chunks outside `heavy` count less)."""
     stamp = int(time.time())
     return [
         dg.RunRequest(
@@ -78,7 +83,7 @@ def chunk_run_requests(
             run_key=f"{reason}:{keys[0]}..{keys[-1]}:{stamp}",
             tags={**partition_tags(keys), "wahaflow/trigger": reason},
         )
-        for keys in batches(all_keys, sorted(wanted), chunks_per_run)
+        for keys in batches(all_keys, sorted(wanted), chunks_per_run, heavy)
     ]
 
 
@@ -154,13 +159,14 @@ def _chunk_sensor(
     ) -> dg.SensorResult | dg.SkipReason:
         with postgres.connect() as conn:
             needed = set(chunks_needing_runs(conn, postgres.db_schema))
+            heavy = reads.chunks_needing_history(conn, postgres.db_schema)
         all_keys = context.instance.get_dynamic_partitions(chat_chunks.name)
         wanted = (needed & set(all_keys)) - busy_chunks(context.instance)
         if not wanted:
             return dg.SkipReason(f"no chunk needs a run ({reason})")
         settings = get_settings()
         return dg.SensorResult(
-            run_requests=chunk_run_requests(all_keys, wanted, settings.chunks_per_run, reason)
+            run_requests=chunk_run_requests(all_keys, wanted, settings.chunks_per_run, reason, heavy)
         )
 
     return _sensor

@@ -105,13 +105,14 @@ def run_sync(
     postgres = PostgresResource(db_schema=settings.db_schema)
     with postgres.connect() as conn:
         if full:
-            wanted = all_keys
+            wanted, heavy = all_keys, None
         else:  # chats with new activity, and chats with webhook events waiting in the inbox
             wanted = sorted(
                 set(reads.stale_chunks(conn, postgres.db_schema))
                 | set(reads.chunks_with_pending_events(conn, postgres.db_schema))
             )
-    runs = batches(all_keys, wanted, settings.chunks_per_run)
+            heavy = reads.chunks_needing_history(conn, postgres.db_schema)
+    runs = batches(all_keys, wanted, settings.chunks_per_run, heavy)
     report.chunks_total = len(all_keys)
     job = defs.resolve_job_def("chunk_import_job")
     run_config = {"ops": {"chunk_import": {"config": {"full": full}}}, **QUIET}

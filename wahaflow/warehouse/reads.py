@@ -84,6 +84,14 @@ def stale_chunks(conn: psycopg.Connection, db_schema: str) -> list[str]:
     return [row[0] for row in conn.execute(query).fetchall()]
 
 
+def chunks_needing_history(conn: psycopg.Connection, db_schema: str) -> set[str]:
+    """Chunks with a chat never synced (its whole history is still to fetch)."""
+    query = sql.SQL(
+        "SELECT DISTINCT chunk_key FROM {chats} WHERE chunk_key IS NOT NULL AND synced_until IS NULL"
+    ).format(chats=sql.Identifier(db_schema, "chats"))
+    return {row[0] for row in conn.execute(query).fetchall()}
+
+
 def table_counts(conn: psycopg.Connection, db_schema: str) -> dict[str, int]:
     """Row counts of the warehouse tables, plus duplicate messages (must be 0)."""
     counts: dict[str, int] = {}
