@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import shutil
 import time
@@ -35,8 +34,6 @@ from wahaflow import schemas
 from wahaflow.waha.client import WahaClient
 from wahaflow.waha.normalize import RAW_MESSAGES, normalize_ids, rejects_frame
 from wahaflow.waha.paging import window
-
-log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.parquet"
@@ -83,10 +80,9 @@ class Spool:
 def open_spool(directory: Path, *, max_age: float = MAX_AGE_SECONDS) -> Spool | None:
     """The complete spool in `directory`, or None (absent, incomplete, or too old: then removed)."""
     try:
-        manifest = json.loads((directory / MANIFEST).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        spool = Spool(directory=directory, **json.loads((directory / MANIFEST).read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):  # absent, torn, or another format
         return None
-    spool = Spool(directory=directory, **manifest)
     if time.time() - spool.created_at > max_age:
         remove_spool(directory)
         return None
