@@ -95,3 +95,12 @@ def test_runs_are_contiguous_and_hold_at_most_size_chunks_of_work() -> None:
     assert runs[0] == keys[0:2]
     assert [len(r) for r in runs[1:]] == [2 * LIGHT_CHUNK_SHARE, 12 - 2 - 2 * LIGHT_CHUNK_SHARE]
     assert [k for run in runs for k in run] == keys
+
+
+def test_sync_runs_grow_when_chunks_are_light_and_never_past_four_times() -> None:
+    from wahaflow.orchestrate.sync import MESSAGES_PER_RUN, next_run_size
+
+    assert next_run_size(25, 25, 25 * 500) == 100  # big: 500 messages a chunk
+    assert next_run_size(25, 25, 25 * 5_000) == MESSAGES_PER_RUN // 5_000 == 25  # huge
+    assert next_run_size(25, 25, 25 * 50_000) == 25  # never below the setting
+    assert next_run_size(25, 10, 0) == 100  # nothing fetched (inbox events only)

@@ -1,8 +1,9 @@
 """`wahaflow sync`: discover chats, then materialize every missing or stale chunk through Dagster.
 
 Runs execute in this process (no process launch per chunk) against the persistent Dagster instance,
-so the UI shows them like any other run. Chunks are batched into ranged runs of up to
-`WAHAFLOW_CHUNKS_PER_RUN` partitions; a failed run names its chunks and how to re-run just those.
+so the UI shows them like any other run. Chunks are batched into ranged runs: the first of
+`WAHAFLOW_CHUNKS_PER_RUN` partitions, later ones larger when chunks turn out light
+(`next_run_size`); a failed run names its chunks and how to re-run just those.
 """
 
 from __future__ import annotations
@@ -74,6 +75,23 @@ def _metadata_value(result: dg.ExecuteInProcessResult, key: str) -> int:
     return 0
 
 
+MESSAGES_PER_RUN = 125_000
+"""Messages a run of `wahaflow sync` may hold before its runs stop growing (see `next_run_size`)."""
+MAX_GROWTH = 4
+
+
+def next_run_size(chunks_per_run: int, chunks: int, messages: int) -> int:
+    """How many chunks the next run of a sync takes, from what the last run fetched.
+
+    `WAHAFLOW_CHUNKS_PER_RUN` is the size of the first run. When chunks turn out light (few
+    messages each), later runs take as many as fit in `MESSAGES_PER_RUN` messages, up to
+    `MAX_GROWTH` times the setting: fewer runs, so less of Dagster's per-run cost.
+    """
+    per_chunk = messages / chunks if chunks else 0
+    fitting = int(MESSAGES_PER_RUN // per_chunk) if per_chunk else chunks_per_run * MAX_GROWTH
+    return max(chunks_per_run, min(fitting, chunks_per_run * MAX_GROWTH))
+
+
 def run_sync(
     settings: Settings,
     instance: dg.DagsterInstance,
@@ -112,7 +130,8 @@ def run_sync(
                 | set(reads.chunks_with_pending_events(conn, postgres.db_schema))
             )
             heavy = reads.chunks_needing_history(conn, postgres.db_schema)
-    runs = batches(all_keys, wanted, settings.chunks_per_run, heavy)
+    wanted_set = set(wanted)
+    pending = [key for key in all_keys if key in wanted_set]
     report.chunks_total = len(all_keys)
     job = defs.resolve_job_def("chunk_import_job")
     run_config = {"ops": {"chunk_import": {"config": {"full": full}}}, **QUIET}
@@ -130,8 +149,11 @@ def run_sync(
         Progress(*columns, console=console, transient=False) as progress,
         _removed_afterwards(group_directory(settings.home_dir, settings.db_schema, sync_id)),
     ):
-        task = progress.add_task("chunks", total=sum(len(r) for r in runs), messages=0, rate=0.0)
-        for keys in runs:
+        task = progress.add_task("chunks", total=len(pending), messages=0, rate=0.0)
+        size = settings.chunks_per_run
+        while pending:
+            keys = batches(all_keys, pending, size, heavy)[0]
+            pending = pending[len(keys) :]
             result = job.execute_in_process(
                 instance=instance,
                 tags={**partition_tags(keys), SYNC_TAG: sync_id},
@@ -140,8 +162,10 @@ def run_sync(
             )
             report.chunks_run.extend(keys)
             if result.success:
-                report.messages_fetched += _metadata_value(result, "messages_fetched")
+                fetched = _metadata_value(result, "messages_fetched")
+                report.messages_fetched += fetched
                 report.waha_requests += _metadata_value(result, "waha_requests")
+                size = next_run_size(settings.chunks_per_run, len(keys), fetched)
             else:
                 report.failed_chunks.extend(keys)
                 report.failed_runs.append(result.run_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import dagster as dg
 import polars as pl
 import pytest
 
@@ -203,3 +204,13 @@ def test_webjs_never_uses_the_account_stream(sync_env_factory, monkeypatch):
     assert env.sync().ok
     assert_matches_ground_truth(env)
     assert env.simulator.stats.by_status.get(422, 0) == 0
+
+
+def test_sync_takes_more_chunks_per_run_once_they_turn_out_light(sync_env_factory):
+    env = sync_env_factory(chats=80, messages=600, chunk_size=10)  # 8 chunks; 2 per run configured
+    report = env.sync()
+    assert report.ok and len(report.chunks_run) == 8
+    assert_matches_ground_truth(env)
+    # ~75 messages a chunk: after the first run of 2, the remaining 6 chunks go in one run.
+    runs = env.instance.get_runs(filters=dg.RunsFilter(job_name="chunk_import_job"))
+    assert len(runs) == 2
