@@ -508,5 +508,30 @@ def rate(count: int | None, seconds: float | None) -> int | None:
     return round(count / seconds)
 
 
+def timed_out_fields(measured: Measured, requests: int, timeout: float) -> dict[str, Any]:
+    """The row fields of a run that was stopped at `timeout` seconds."""
+    return {"wall s": f"> {timeout:.0f}", "requests": requests, "correct": False, "note": measured.error()}
+
+
+def measured_fields(
+    measured: Measured, requests: int, check: dict[str, Any], expected: Truth, fetched: int | None
+) -> dict[str, Any]:
+    """The row fields of a finished run: its costs, and what `check_warehouse` found against
+    `expected`; messages/s counts `fetched` messages (None: no rate)."""
+    return {
+        "wall s": round(measured.seconds, 2),
+        "messages/s": rate(fetched, measured.seconds),
+        "requests": requests,
+        "cpu s": round(measured.cpu_seconds, 2),
+        "peak MB": round(measured.peak_mb),
+        "messages": check["messages"],
+        "expected": expected.messages,
+        "duplicates": check["duplicates"],
+        "sessions": check["sessions"],
+        "correct": check["correct"],
+        "note": check["check"],
+    }
+
+
 if __name__ == "__main__":
     sys.exit(_serve())

@@ -23,9 +23,10 @@ from benchmarks.common import (
     case_name,
     check_warehouse,
     child_env,
-    rate,
+    measured_fields,
     run_measured,
     temp_database,
+    timed_out_fields,
     truth,
 )
 
@@ -44,12 +45,7 @@ def _row(
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"tool": tool, "case": case_name(sim.preset, sim.latency_ms)}
     if measured.timed_out:
-        return row | {
-            "wall s": f"> {TIMEOUT_S:.0f}",
-            "requests": requests,
-            "correct": False,
-            "note": measured.error(),
-        }
+        return row | timed_out_fields(measured, requests, TIMEOUT_S)
     if not measured.ok:
         return row | {
             "wall s": round(measured.seconds, 2),
@@ -58,19 +54,7 @@ def _row(
             "note": "not available: " + measured.error(),
         }
     fetched = check["messages"] if tool == "wahaflow" else None
-    return row | {
-        "wall s": round(measured.seconds, 2),
-        "messages/s": rate(fetched, measured.seconds),
-        "requests": requests,
-        "cpu s": round(measured.cpu_seconds, 2),
-        "peak MB": round(measured.peak_mb),
-        "messages": check["messages"],
-        "expected": expected.messages,
-        "duplicates": check["duplicates"],
-        "sessions": check["sessions"],
-        "correct": check["correct"],
-        "note": check["check"],
-    }
+    return row | measured_fields(measured, requests, check, expected, fetched)
 
 
 def run_case(sim: Simulator, pg_url: str) -> list[dict[str, Any]]:
