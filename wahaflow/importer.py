@@ -19,7 +19,7 @@ import psycopg
 from wahaflow import schemas
 from wahaflow.chunks import register
 from wahaflow.sessions import derive_sessions
-from wahaflow.waha.client import WahaClient
+from wahaflow.waha.client import ServerVersion, WahaClient
 from wahaflow.waha.errors import WahaError
 from wahaflow.waha.fetch import (
     STREAM_ENGINES,
@@ -241,6 +241,7 @@ class Discovery:
     contacts: pl.DataFrame
     rejects: pl.DataFrame
     stats: dict[str, float] = field(default_factory=dict)
+    server: ServerVersion | None = None  # None: the server did not say
 
     def writes(self) -> list[TableWrite]:
         return [
@@ -257,9 +258,11 @@ async def discover(
     started = time.perf_counter()
     before = client.stats.snapshot()
     chats, contacts, rejects = [], [], []
-    # every session's chat list and address book at once
-    listings = await asyncio.gather(
-        *(asyncio.gather(fetch_chats(client, s), fetch_contacts(client, s)) for s in sessions)
+    # every session's chat list and address book at once, and the server's version and engine (kept
+    # for the chunk runs of this process: whether they can read the account stream)
+    server, *listings = await asyncio.gather(
+        _server_version(client, fresh=True),
+        *(asyncio.gather(fetch_chats(client, s), fetch_contacts(client, s)) for s in sessions),
     )
     for (listed, chat_rejects, _), (book, book_rejects) in listings:
         chats.append(listed)
@@ -276,6 +279,7 @@ async def discover(
         ),
         rejects=schemas.conform(pl.concat(rejects, how="diagonal_relaxed"), schemas.REJECTS),
         stats={"seconds": time.perf_counter() - started, "requests": done.requests, "retries": done.retries},
+        server=server,
     )
 
 
@@ -307,24 +311,37 @@ async def import_chunks(
     fetched, contacts, rejects, fetch_stats = [], [], [], []
     covered_until: dict[str, int] = {}
     sessions: list[str] = planned["waha_session"].unique(maintain_order=True).to_list()
-    # the engine (can it stream?) and every session's own id, asked at once
-    streams, *infos = await asyncio.gather(_can_stream(client), *map(client.session_info, sessions))
-    needs = reads.whole_history_needs(conn, db_schema, full=full) if streams and sessions else {}
-    for waha_session, me in zip(sessions, infos, strict=True):
-        session_chats = planned.filter(pl.col("waha_session") == waha_session)
-        spool_dir = spool_root / waha_session if spool_root is not None else None
-        whole_histories = session_chats.filter(pl.col("since").is_null()).height
-        stream = streams and _worth_streaming(
-            whole_histories, needs.get(waha_session), spool_dir, stream_min_chats
-        )
-        results, covered_until[waha_session] = await _fetch_session(
-            client, waha_session, me.me_id, session_chats, until=until, stream=stream, spool_dir=spool_dir
-        )
-        for result in results:
-            fetched.append(result.messages)
-            contacts.append(result.contacts)
-            rejects.append(result.rejects)
-            fetch_stats.append(result.stats)
+    # Every session's own id is asked while the engine is (kept per process), and while the
+    # account stream is read: it is needed only to normalize what was fetched.
+    own_ids = {s: asyncio.ensure_future(_own_id(client, s)) for s in sessions}
+    try:
+        streams = await _can_stream(client)
+        needs = reads.whole_history_needs(conn, db_schema, full=full) if streams and sessions else {}
+        for waha_session in sessions:
+            session_chats = planned.filter(pl.col("waha_session") == waha_session)
+            spool_dir = spool_root / waha_session if spool_root is not None else None
+            whole_histories = session_chats.filter(pl.col("since").is_null()).height
+            stream = streams and _worth_streaming(
+                whole_histories, needs.get(waha_session), spool_dir, stream_min_chats
+            )
+            results, covered_until[waha_session] = await _fetch_session(
+                client,
+                waha_session,
+                own_ids[waha_session],
+                session_chats,
+                until=until,
+                stream=stream,
+                spool_dir=spool_dir,
+            )
+            for result in results:
+                fetched.append(result.messages)
+                contacts.append(result.contacts)
+                rejects.append(result.rejects)
+                fetch_stats.append(result.stats)
+    finally:
+        for pending in own_ids.values():
+            pending.cancel()
+        await asyncio.gather(*own_ids.values(), return_exceptions=True)
     planned = planned.with_columns(
         pl.col("waha_session")
         .replace_strict(covered_until, default=until, return_dtype=pl.Int64)
@@ -371,10 +388,14 @@ async def import_chunks(
     return batch
 
 
+async def _own_id(client: WahaClient, waha_session: str) -> str | None:
+    return (await client.session_info(waha_session)).me_id
+
+
 async def _fetch_session(
     client: WahaClient,
     waha_session: str,
-    me_id: str | None,
+    own_id: asyncio.Future[str | None],
     chats: pl.DataFrame,
     *,
     until: int,
@@ -388,14 +409,14 @@ async def _fetch_session(
     whole = chats.filter(pl.col("since").is_null())
     if stream and not whole.is_empty():
         streamed = await fetch_account_stream(
-            client, waha_session, me_id, whole, until=until, spool_dir=spool_dir
+            client, waha_session, own_id, whole, until=until, spool_dir=spool_dir
         )
         if streamed is not None:
             results.append(streamed)
             chats = chats.filter(pl.col("since").is_not_null())
             until = int(streamed.stats.until)
     if not chats.is_empty():
-        results.append(await fetch_chunk(client, waha_session, me_id, chats, until=until))
+        results.append(await fetch_chunk(client, waha_session, await own_id, chats, until=until))
     return results, until
 
 
@@ -416,12 +437,18 @@ def _worth_streaming(
     return served >= max(min_chats, STREAM_MIN_SHARE * total)
 
 
+async def _server_version(client: WahaClient, *, fresh: bool = False) -> ServerVersion | None:
+    """The server's version and engine, or None when it does not say."""
+    try:
+        return await client.server_version(fresh=fresh)
+    except WahaError:
+        return None
+
+
 async def _can_stream(client: WahaClient) -> bool:
     """Whether the server's engine serves `chats/all/messages` (unknown engine: no)."""
-    try:
-        engine = (await client.server_version()).engine
-    except WahaError:
-        return False
+    server = await _server_version(client)
+    engine = server.engine if server else None
     return (engine or "").upper() in STREAM_ENGINES
 
 

@@ -79,6 +79,8 @@ def chats(context: dg.AssetExecutionContext, waha: WahaResource, postgres: Postg
             "contacts_listed": found.contacts.height,
             "rejects": found.rejects.height,
             "waha_requests": int(found.stats["requests"]),
+            "waha_version": found.server.version if found.server else None,
+            "waha_engine": found.server.engine if found.server else None,
             "discover_seconds": round(found.stats["seconds"], 3),
             "preview": dg.MetadataValue.md(_preview(found.chats, ["chat_id", "name", "chunk_key"])),
         }

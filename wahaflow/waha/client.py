@@ -120,6 +120,16 @@ class ServerVersion:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
+VERSION_TTL_SECONDS = 300.0
+"""How long a server's answer to `server_version` is reused by every client of this process."""
+_versions: dict[str, tuple[float, ServerVersion]] = {}
+
+
+def forget_server_version(client: WahaClient) -> None:
+    """Drop the kept answer of `client`'s server to `server_version` (it turned out outdated)."""
+    _versions.pop(client.base_url, None)
+
+
 def _api_key_value(api_key: Any) -> str | None:
     if api_key is None:
         return None
@@ -475,8 +485,20 @@ class WahaClient:
     # ----------------------------------------------------------------------------------------------
     # endpoints
 
-    async def server_version(self) -> ServerVersion:
-        """`GET /api/server/version` (falls back to the deprecated `GET /api/version`)."""
+    async def server_version(self, *, fresh: bool = False) -> ServerVersion:
+        """`GET /api/server/version` (falls back to the deprecated `GET /api/version`).
+
+        The answer is kept for `VERSION_TTL_SECONDS` per server URL, for every client of this
+        process (the runs of one `wahaflow sync` ask once); `fresh=True` always asks.
+        """
+        cached = _versions.get(self.base_url)
+        if not fresh and cached is not None and time.monotonic() - cached[0] < VERSION_TTL_SECONDS:
+            return cached[1]
+        version = await self._ask_version()
+        _versions[self.base_url] = (time.monotonic(), version)
+        return version
+
+    async def _ask_version(self) -> ServerVersion:
         try:
             raw = await self.get(
                 "/api/server/version", parse=lambda c: loads_object(c, source="GET /api/server/version")

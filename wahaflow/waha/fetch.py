@@ -17,15 +17,22 @@ import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from wahaflow.waha.client import WahaClient
-from wahaflow.waha.errors import WahaAuthError, WahaError, WahaFetchError, WahaSessionNotFound
+from wahaflow.waha.client import WahaClient, forget_server_version
+from wahaflow.waha.errors import (
+    WahaAuthError,
+    WahaError,
+    WahaFetchError,
+    WahaNotFound,
+    WahaRequestError,
+    WahaSessionNotFound,
+)
 from wahaflow.waha.normalize import (
     RAW_MESSAGES,
     NormalizedChats,
@@ -259,13 +266,14 @@ async def fetch_contacts(client: WahaClient, waha_session: str) -> tuple[pl.Data
 
 STREAM_ENGINES = frozenset({"NOWEB", "GOWS"})
 """Engines that serve `GET /api/{session}/chats/all/messages` (WEBJS answers 422)."""
-STREAM_PAGE_SIZE = 5000
+STREAM_PAGE_SIZE = 20_000
+"""Messages per request of the account stream: few sequential round trips (WAHA sets no maximum)."""
 
 
 async def fetch_account_stream(
     client: WahaClient,
     waha_session: str,
-    me_id: str | None,
+    me_id: str | Awaitable[str | None] | None,
     chats: pl.DataFrame,
     *,
     until: float | None = None,
@@ -279,8 +287,10 @@ async def fetch_account_stream(
     sync or backfill, so that only the first one reads WAHA; without it, a temporary one is used.
     The result's `stats.until` is the spool's bound, which is older than `until` when another run
     wrote it. There is no chat in that request path, so a message's chat is its `from`, which on these
-    two engines is always the chat id (`key.remoteJid` / `Info.Chat`). Returns None, so that the
-    caller fetches chat by chat, when a message has no `from`.
+    two engines is always the chat id (`key.remoteJid` / `Info.Chat`). `me_id` may be an awaitable
+    (the session's id, asked while the stream is read). Returns None, so that the caller fetches chat
+    by chat, when a message has no `from` or the server does not serve the stream after all (an
+    engine changed since its version was asked).
     """
     started = time.monotonic()
     until = default_until() if until is None else until
@@ -298,9 +308,17 @@ async def fetch_account_stream(
                 except MissingChatField as missing:
                     log.warning("%s; fetching chat by chat", missing)
                     return None
+                except (WahaRequestError, WahaNotFound) as refused:
+                    if isinstance(refused, WahaSessionNotFound):
+                        raise
+                    forget_server_version(client)
+                    log.warning("the account stream was refused (%s); fetching chat by chat", refused)
+                    return None
         chat_ids: list[str] = chats.get_column("chat_id").to_list()
         raw = spool.read(chat_ids)
         rejects = spool.rejects() if written else rejects_frame([], waha_session=waha_session)
+    if isinstance(me_id, Awaitable):
+        me_id = await me_id
     messages = normalize_messages(raw, waha_session=waha_session, me_id=me_id)
     contacts = contacts_from_messages(
         raw, waha_session=waha_session, me_id=me_id, chat_ids=chat_ids, messages=messages

@@ -11,6 +11,8 @@ import pytest
 from wahaflow import schemas
 from wahaflow.defs.partitions import BACKFILL_TAG, partition_tags
 from wahaflow.simulator.account import GROUND_TRUTH_MESSAGE_COLUMNS
+from wahaflow.waha import client as waha_client
+from wahaflow.waha.client import ServerVersion
 from wahaflow_tests.test_sessions import derive_sessions_reference
 
 GAP = 30 * 60
@@ -204,6 +206,25 @@ def test_webjs_never_uses_the_account_stream(sync_env_factory, monkeypatch):
     assert env.sync().ok
     assert_matches_ground_truth(env)
     assert env.simulator.stats.by_status.get(422, 0) == 0
+
+
+def test_a_run_that_takes_webjs_for_a_streaming_engine_falls_back_to_chat_by_chat(
+    sync_env_factory, monkeypatch
+):
+    monkeypatch.setenv("WAHAFLOW_STREAM_MIN_CHATS", "1")
+    env = sync_env_factory(engine="WEBJS", chats=30, messages=200)
+    registry = env.defs.resolve_job_def("registry_job").execute_in_process(instance=env.instance)
+    listed = registry.asset_materializations_for_node("chats")[0].metadata
+    assert listed["waha_engine"].value == "WEBJS"  # the discovery tells the UI the engine
+    # The engine was NOWEB when this process last asked (the server was switched since).
+    stale = ServerVersion(version="2026.7.1", engine="NOWEB", tier="CORE")
+    monkeypatch.setitem(waha_client._versions, env.simulator.url, (time.monotonic(), stale))
+    keys = env.instance.get_dynamic_partitions("chat_chunks")
+    job = env.defs.resolve_job_def("chunk_import_job")
+    assert job.execute_in_process(instance=env.instance, tags=partition_tags(keys)).success
+    assert_matches_ground_truth(env)
+    assert env.simulator.stats.by_status.get(422, 0) == 1  # the stream, refused once
+    assert env.simulator.url not in waha_client._versions  # asked again next time
 
 
 def test_sync_takes_more_chunks_per_run_once_they_turn_out_light(sync_env_factory):

@@ -213,6 +213,14 @@ def test_server_version_and_session(fake: FakeWaha) -> None:
     assert (version.version, version.engine) == ("2026.7.1", "NOWEB")
 
 
+def test_server_version_is_asked_once_per_process_unless_fresh(fake: FakeWaha) -> None:
+    first, _ = run(fake, lambda c: c.server_version())
+    again, client = run(fake, lambda c: c.server_version())  # another client of the same server
+    assert again == first and client.stats.requests == 0
+    _, client = run(fake, lambda c: c.server_version(fresh=True))
+    assert client.stats.requests == 1
+
+
 def test_concurrency_limit_and_keep_alive(fake: FakeWaha) -> None:
     fake.latency = 0.05
     for i in range(24):
