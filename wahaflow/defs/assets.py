@@ -14,6 +14,7 @@ import polars as pl
 from wahaflow.defs.partitions import BACKFILL_TAG, SYNC_TAG, chat_chunks
 from wahaflow.defs.resources import WahaResource
 from wahaflow.importer import ChunkBatch, discover, import_chunks
+from wahaflow.orchestrate.storage import dynamic_partitions_read_once
 from wahaflow.settings import get_settings
 from wahaflow.waha.errors import WahaAuthError, WahaFetchError, WahaNotFound, WahaRequestError
 from wahaflow.waha.spool import group_directory, remove_expired
@@ -206,14 +207,15 @@ def _without_retry_on_permanent_errors(work: Callable[[], T]) -> T:
 
 def _partition_metadata(context: dg.AssetExecutionContext, batch: ChunkBatch) -> None:
     """Per-chunk row counts on each partition's materialization."""
-    for row in batch.per_chunk().iter_rows(named=True):
-        key = row["chunk_key"]
-        for asset, count in (("messages", row["messages"]), ("sessions", row["sessions"])):
-            context.add_asset_metadata(
-                {"dagster/partition_row_count": count, "chats_fetched": row["chats"]},
-                asset_key=dg.AssetKey(asset),
-                partition_key=key,
-            )
+    with dynamic_partitions_read_once(context.instance):  # Dagster checks every key against them
+        for row in batch.per_chunk().iter_rows(named=True):
+            key = row["chunk_key"]
+            for asset, count in (("messages", row["messages"]), ("sessions", row["sessions"])):
+                context.add_asset_metadata(
+                    {"dagster/partition_row_count": count, "chats_fetched": row["chats"]},
+                    asset_key=dg.AssetKey(asset),
+                    partition_key=key,
+                )
 
 
 def _preview(frame: pl.DataFrame, columns: list[str], rows: int = 5) -> str:

@@ -70,7 +70,9 @@ def duplicate_messages(conn: psycopg.Connection, schema: str, chunk_keys: Sequen
         schema,
         chunk_keys,
         "duplicate_messages",
-        "SELECT count(*) - count(DISTINCT (m.waha_session, m.message_id)) FROM {messages} m WHERE {m_scope}",
+        # a hash aggregate on the key columns (count(DISTINCT (a, b)) sorts row values: 4x slower)
+        "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {messages} m WHERE {m_scope} "
+        "GROUP BY m.waha_session, m.message_id HAVING count(*) > 1) d",
         "SELECT m.waha_session, m.message_id, count(*) FROM {messages} m WHERE {m_scope} "
         f"GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 3 DESC LIMIT {SAMPLE_SIZE}",
         {"messages": "SELECT count(*) FROM {messages} m WHERE {m_scope}"},
@@ -115,7 +117,8 @@ def session_counts_mismatch(conn: psycopg.Connection, schema: str, chunk_keys: S
         f"SELECT count(*) {_COUNT_MISMATCH}",
         f"SELECT waha_session, chat_id, mc.n, sc.n {_COUNT_MISMATCH} LIMIT {SAMPLE_SIZE}",
         {
-            "chats": "SELECT count(DISTINCT (m.waha_session, m.chat_id)) FROM {messages} m WHERE {m_scope}",
+            "chats": "SELECT count(*) FROM (SELECT FROM {messages} m WHERE {m_scope} "
+            "GROUP BY m.waha_session, m.chat_id) c",
             "inconsistent_totals": "SELECT count(*) FROM {sessions} s WHERE {s_scope} "
             "AND s.message_count <> s.inbound_count + s.outbound_count",
         },

@@ -7,6 +7,7 @@ import dagster as dg
 from dagster import DagsterEventType
 
 from wahaflow.orchestrate.instance import open_instance
+from wahaflow.orchestrate.storage import dynamic_partitions_read_once
 from wahaflow.orchestrate.sync import run_sync
 from wahaflow.settings import Settings
 
@@ -49,6 +50,11 @@ def test_every_partition_is_planned_and_materialized_once_per_run(
             # the asset index points at the latest run
             (record,) = instance.get_asset_records([dg.AssetKey(asset)])
             assert record.asset_entry.last_run_id == instance.get_runs(limit=1)[0].run_id
+        # per-partition row counts, on every partition's materialization
+        latest = instance.get_latest_materialization_events(
+            [dg.AssetKey("messages")]
+        )  # unpartitioned lookup: the newest of any partition
+        assert "dagster/partition_row_count" in latest[dg.AssetKey("messages")].asset_materialization.metadata
         tables = pg_conn.execute(
             "SELECT count(*) FROM information_schema.tables"
             " WHERE table_schema = %s AND table_name = 'event_logs'",
@@ -57,3 +63,24 @@ def test_every_partition_is_planned_and_materialized_once_per_run(
         assert tables == (1,)
     finally:
         instance.dispose()
+
+
+def test_partitions_are_read_once_within_the_block_and_live_outside(pg_url, pg_schema, tmp_path, monkeypatch):
+    separator = "&" if "?" in pg_url else "?"
+    monkeypatch.setenv("WAHAFLOW_DATABASE_URL", f"{pg_url}{separator}options=-csearch_path%3D{pg_schema}")
+    monkeypatch.setenv("WAHAFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", "")
+    instance, other = (open_instance(Settings(_env_file=None)) for _ in range(2))
+    try:
+        instance.add_dynamic_partitions("chunks", ["a", "b"])
+        with dynamic_partitions_read_once(instance):
+            assert instance.get_dynamic_partitions("chunks") == ["a", "b"]
+            other.add_dynamic_partitions("chunks", ["c"])  # another process, say
+            assert instance.get_dynamic_partitions("chunks") == ["a", "b"]
+            assert instance.has_dynamic_partition("chunks", "b")
+            assert not instance.has_dynamic_partition("chunks", "c")
+        assert instance.get_dynamic_partitions("chunks") == ["a", "b", "c"]
+        assert instance.has_dynamic_partition("chunks", "c")
+    finally:
+        instance.dispose()
+        other.dispose()
