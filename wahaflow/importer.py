@@ -181,6 +181,8 @@ def assemble(
 def unmatched_inbox_updates(messages: pl.DataFrame, inbox: InboxBatch) -> pl.DataFrame:
     """REJECTS rows for acks, edits and revokes whose message is not in `messages`: they cannot be
     applied (the message was never imported), so they are kept in `rejects`, never dropped silently."""
+    if not inbox.has_updates:
+        return schemas.empty(schemas.REJECTS)
     present = messages.select("waha_session", "chat_id", key_id_expr(pl.col("message_id")).alias("key_id"))
     acks = inbox.acks.with_columns(key_id_expr(pl.col("message_id")).alias("key_id"))
     by_session: dict[str, list[Reject]] = {}
@@ -205,6 +207,8 @@ def apply_inbox(messages: pl.DataFrame, inbox: InboxBatch) -> pl.DataFrame:
 
     Edits and revokes name messages by their bare key id within a chat (waha-api.md §4).
     """
+    if not inbox.has_updates:
+        return messages
     keyed = messages.with_columns(key_id_expr(pl.col("message_id")).alias("_key"))
     acks = inbox.acks.select("waha_session", "message_id", pl.col("ack").alias("_ack"))
     edits = inbox.edits.select(

@@ -101,6 +101,19 @@ def test_sync_runs_grow_when_chunks_are_light_and_never_past_four_times() -> Non
     from wahaflow.orchestrate.sync import MESSAGES_PER_RUN, next_run_size
 
     assert next_run_size(25, 25, 25 * 500) == 100  # big: 500 messages a chunk
-    assert next_run_size(25, 25, 25 * 5_000) == MESSAGES_PER_RUN // 5_000 == 25  # huge
+    assert next_run_size(25, 25, 25 * 4_000) == MESSAGES_PER_RUN // 4_000 == 25  # huge
     assert next_run_size(25, 25, 25 * 50_000) == 25  # never below the setting
+    assert next_run_size(25, 25, 25 * 2_000) == MESSAGES_PER_RUN // 2_000 == 50
     assert next_run_size(25, 10, 0) == 100  # nothing fetched (inbox events only)
+
+
+def test_weighted_runs_fill_a_message_budget_contiguously() -> None:
+    from wahaflow.defs.partitions import weighted_run
+
+    keys = [f"default-{i:05d}" for i in range(8)]
+    weights = dict(zip(keys, [10, 20, 30, 500, 5, 5, 5, 5], strict=True))
+    assert weighted_run(keys, keys, weights, 100, 10) == keys[0:3]  # 60; with the next, 560
+    assert weighted_run(keys, keys[3:], weights, 100, 10) == keys[3:4]  # one chunk over budget: alone
+    assert weighted_run(keys, keys[4:], weights, 100, 3) == keys[4:7]  # at most 3 chunks
+    assert weighted_run(keys, [keys[4], keys[6]], weights, 100, 10) == keys[4:5]  # a gap ends a run
+    assert weighted_run(keys, keys[5:], {}, 100, 10) == keys[5:]  # unknown chunks weigh nothing

@@ -26,3 +26,19 @@ def test_heap_fragmentation_limit_applies_or_is_a_no_op() -> None:
 
     limit_heap_fragmentation()  # glibc: mallopt accepted; elsewhere: nothing to do
     limit_heap_fragmentation()  # idempotent
+
+
+def test_polars_allocator_returns_memory_promptly_unless_configured() -> None:
+    """Set before Polars loads, in every process that imports wahaflow; an explicit setting wins."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import os, wahaflow, polars; print(os.environ.get('_RJEM_MALLOC_CONF'))"
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    default = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    # Polars puts its own defaults first; jemalloc takes the last value of each option
+    assert default.stdout.strip().endswith(",background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0")
+    env["_RJEM_MALLOC_CONF"] = "dirty_decay_ms:0"
+    explicit = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert explicit.stdout.strip().endswith(",dirty_decay_ms:0")

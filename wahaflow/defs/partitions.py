@@ -1,7 +1,7 @@
 """The one partitioning of every per-chunk asset (a dynamic partition per chunk of chats), and how
 runs target several chunks at once."""
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import dagster as dg
 
@@ -45,6 +45,23 @@ def batches(
             out.append([key])
             used = cost(key)
     return out
+
+
+def weighted_run(
+    all_keys: Sequence[str], pending: Sequence[str], weights: Mapping[str, int], budget: int, max_chunks: int
+) -> list[str]:
+    """The next run: the first `pending` chunks, contiguous in `all_keys`' order, whose `weights`
+    (messages, say) add up to at most `budget`; at least one chunk, at most `max_chunks`."""
+    position = {k: i for i, k in enumerate(all_keys)}
+    run = [pending[0]]
+    used = weights.get(pending[0], 0)
+    for key in pending[1:max_chunks]:
+        weight = weights.get(key, 0)
+        if used + weight > budget or position[key] != position[run[-1]] + 1:
+            break
+        run.append(key)
+        used += weight
+    return run
 
 
 def partition_tags(keys: Sequence[str]) -> dict[str, str]:

@@ -12,17 +12,18 @@ import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wahaflow.defs.partitions import SYNC_TAG, batches, chat_chunks, partition_tags
+from wahaflow.defs.partitions import SYNC_TAG, batches, chat_chunks, partition_tags, weighted_run
 from wahaflow.settings import Settings
-from wahaflow.waha.spool import group_directory
+from wahaflow.waha.spool import group_directory, spooled_messages
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.resource import PostgresResource
 
@@ -75,8 +76,9 @@ def _metadata_value(result: dg.ExecuteInProcessResult, key: str) -> int:
     return 0
 
 
-MESSAGES_PER_RUN = 125_000
-"""Messages a run of `wahaflow sync` may hold before its runs stop growing (see `next_run_size`)."""
+MESSAGES_PER_RUN = 100_000
+"""Messages a run of `wahaflow sync` may hold (see `next_run_size` and `_spooled_weights`): the
+run's frames, and so the process' peak memory, grow with it."""
 MAX_GROWTH = 4
 
 
@@ -108,16 +110,14 @@ def run_sync(
     started = time.perf_counter()
 
     console.print("[bold]Discovering chats[/bold] …")
-    registry = defs.resolve_job_def("registry_job").execute_in_process(
-        instance=instance, run_config=QUIET, raise_on_error=False
-    )
-    if not registry.success:
+    discovery = _run_registry(defs.resolve_job_def("registry_job"), instance)
+    if discovery.error is not None:
         report.registry_failed = True
-        report.failed_runs.append(registry.run_id)
-        report.errors.append(_failure_message(registry))
+        report.failed_runs.append(discovery.run_id)
+        report.errors.append(discovery.error)
         report.seconds = time.perf_counter() - started
         return report
-    report.waha_requests += _metadata_value(registry, "waha_requests")
+    report.waha_requests += discovery.waha_requests
 
     all_keys = instance.get_dynamic_partitions(chat_chunks.name)
     postgres = PostgresResource(db_schema=settings.db_schema)
@@ -145,31 +145,33 @@ def run_sync(
     )
     # The runs of this sync share one spool of each account's message stream (removed at the end).
     sync_id = uuid.uuid4().hex
+    spool_group = group_directory(settings.home_dir, settings.db_schema, sync_id)
     with (
         Progress(*columns, console=console, transient=False) as progress,
-        _removed_afterwards(group_directory(settings.home_dir, settings.db_schema, sync_id)),
+        _removed_afterwards(spool_group),
     ):
         task = progress.add_task("chunks", total=len(pending), messages=0, rate=0.0)
         size = settings.chunks_per_run
+        weights: dict[str, int] | None = None
         while pending:
-            keys = batches(all_keys, pending, size, heavy)[0]
+            if weights is None:  # once the first run has spooled the stream: its exact sizes
+                weights = _spooled_weights(postgres, spool_group, settings.chunks_per_run, heavy)
+            if weights is not None:
+                max_chunks = settings.chunks_per_run * MAX_GROWTH
+                keys = weighted_run(all_keys, pending, weights, MESSAGES_PER_RUN, max_chunks)
+            else:
+                keys = batches(all_keys, pending, size, heavy)[0]
             pending = pending[len(keys) :]
-            result = job.execute_in_process(
-                instance=instance,
-                tags={**partition_tags(keys), SYNC_TAG: sync_id},
-                run_config=run_config,
-                raise_on_error=False,
-            )
+            outcome = _run_chunks(job, instance, keys, {SYNC_TAG: sync_id}, run_config)
             report.chunks_run.extend(keys)
-            if result.success:
-                fetched = _metadata_value(result, "messages_fetched")
-                report.messages_fetched += fetched
-                report.waha_requests += _metadata_value(result, "waha_requests")
-                size = next_run_size(settings.chunks_per_run, len(keys), fetched)
+            if outcome.error is None:
+                report.messages_fetched += outcome.messages_fetched
+                report.waha_requests += outcome.waha_requests
+                size = next_run_size(settings.chunks_per_run, len(keys), outcome.messages_fetched)
             else:
                 report.failed_chunks.extend(keys)
-                report.failed_runs.append(result.run_id)
-                report.errors.append(f"{keys[0]}..{keys[-1]}: {_failure_message(result)}")
+                report.failed_runs.append(outcome.run_id)
+                report.errors.append(f"{keys[0]}..{keys[-1]}: {outcome.error}")
             elapsed = time.perf_counter() - started
             progress.update(
                 task,
@@ -182,6 +184,72 @@ def run_sync(
         report.totals = reads.table_counts(conn, postgres.db_schema)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _spooled_weights(
+    postgres: PostgresResource, spool_group: Path, chunks_per_run: int, heavy: Collection[str] | None
+) -> dict[str, int] | None:
+    """Messages per chunk, counted in the spools of this sync's account streams (None before any).
+
+    A chunk with no chat in a spooled session weighs as a chunk of a full run of
+    `chunks_per_run` when it has whole histories to fetch, else nothing: its fetch is incremental.
+    """
+    counts = spooled_messages(spool_group)
+    if counts.is_empty():
+        return None
+    with postgres.connect() as conn:
+        chats = reads.registered_chats(conn, postgres.db_schema)
+    spooled = chats.join(counts.select("waha_session").unique(), on="waha_session", how="semi")
+    per_chunk = (
+        spooled.join(counts, on=["waha_session", "chat_id"], how="left")
+        .group_by("chunk_key")
+        .agg(pl.col("messages").fill_null(0).sum())
+    )
+    weights = dict(per_chunk.iter_rows())
+    unspooled = MESSAGES_PER_RUN // chunks_per_run
+    for key in chats.get_column("chunk_key").unique():
+        if key not in weights:
+            weights[key] = unspooled if heavy is None or key in heavy else 0
+    return weights
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What `wahaflow sync` keeps of one chunk run."""
+
+    run_id: str
+    messages_fetched: int = 0
+    waha_requests: int = 0
+    error: str | None = None  # None: the run succeeded
+
+
+def _run_registry(job: dg.JobDefinition, instance: dg.DagsterInstance) -> RunOutcome:
+    """Run the chat discovery (its result, holding every chat listed, stays here)."""
+    result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    if not result.success:
+        return RunOutcome(result.run_id, error=_failure_message(result))
+    return RunOutcome(result.run_id, waha_requests=_metadata_value(result, "waha_requests"))
+
+
+def _run_chunks(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    keys: list[str],
+    tags: dict[str, str],
+    run_config: dict,
+) -> RunOutcome:
+    """Run `keys` as one chunk run. Only figures leave this function: an in-process result holds
+    every output of its run (all the frames written), which must not live on into the next run."""
+    result = job.execute_in_process(
+        instance=instance, tags={**partition_tags(keys), **tags}, run_config=run_config, raise_on_error=False
+    )
+    if not result.success:
+        return RunOutcome(result.run_id, error=_failure_message(result))
+    return RunOutcome(
+        result.run_id,
+        messages_fetched=_metadata_value(result, "messages_fetched"),
+        waha_requests=_metadata_value(result, "waha_requests"),
+    )
 
 
 @contextlib.contextmanager

@@ -266,7 +266,7 @@ async def fetch_contacts(client: WahaClient, waha_session: str) -> tuple[pl.Data
 
 STREAM_ENGINES = frozenset({"NOWEB", "GOWS"})
 """Engines that serve `GET /api/{session}/chats/all/messages` (WEBJS answers 422)."""
-STREAM_PAGE_SIZE = 20_000
+STREAM_PAGE_SIZE = 10_000
 """Messages per request of the account stream: few sequential round trips (WAHA sets no maximum)."""
 
 

@@ -71,6 +71,13 @@ class Spool:
         frame = pl.scan_parquet(files).filter(pl.col("chat_id").is_in(chat_ids)).collect()
         return window(frame, None, self.until).unique(subset="id", keep="last", maintain_order=True)
 
+    def messages_per_chat(self) -> pl.DataFrame:
+        """(chat_id, messages) of the spool, for sizing runs (boundary seconds may count twice)."""
+        files = sorted(self.directory.glob("page-*.parquet"))
+        if not files:
+            return pl.DataFrame(schema={"chat_id": pl.String, "messages": pl.UInt32})
+        return pl.scan_parquet(files).group_by("chat_id").agg(pl.len().alias("messages")).collect()
+
     def rejects(self) -> pl.DataFrame:
         """REJECTS rows for the stream's malformed items."""
         path = self.directory / REJECTS
@@ -151,6 +158,19 @@ def remove_spool_files(directory: Path) -> None:
 def group_directory(home: Path, db_schema: str, group: str) -> Path:
     """Where the spools of one sync or backfill (`group`) live, one subdirectory per WAHA session."""
     return home / "spool" / db_schema / group
+
+
+def spooled_messages(group: Path) -> pl.DataFrame:
+    """(waha_session, chat_id, messages) over the complete spools of one group (empty when none)."""
+    spools = [open_spool(d) for d in sorted(group.iterdir()) if d.is_dir()] if group.is_dir() else []
+    counts = [
+        spool.messages_per_chat().select(pl.lit(spool.waha_session).alias("waha_session"), pl.all())
+        for spool in spools
+        if spool is not None
+    ]
+    if not counts:
+        return pl.DataFrame(schema={"waha_session": pl.String, "chat_id": pl.String, "messages": pl.UInt32})
+    return pl.concat(counts)
 
 
 def remove_expired(home: Path, max_age: float = MAX_AGE_SECONDS) -> None:

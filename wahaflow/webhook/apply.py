@@ -130,6 +130,11 @@ class InboxBatch:
     def empty(self) -> bool:
         return not self.event_ids
 
+    @property
+    def has_updates(self) -> bool:
+        """Whether any ack, edit or revoke is waiting (changes to messages, not new ones)."""
+        return not (self.acks.is_empty() and self.edits.is_empty() and self.revokes.is_empty())
+
 
 # --------------------------------------------------------------------------------------------------
 # queries

@@ -235,3 +235,27 @@ def test_sync_takes_more_chunks_per_run_once_they_turn_out_light(sync_env_factor
     # ~75 messages a chunk: after the first run of 2, the remaining 6 chunks go in one run.
     runs = env.instance.get_runs(filters=dg.RunsFilter(job_name="chunk_import_job"))
     assert len(runs) == 2
+
+
+def test_runs_after_the_first_are_sized_by_the_messages_spooled_per_chunk(sync_env_factory, monkeypatch):
+    from wahaflow.orchestrate import sync as sync_module
+
+    monkeypatch.setenv("WAHAFLOW_STREAM_MIN_CHATS", "10")
+    monkeypatch.setattr(sync_module, "MESSAGES_PER_RUN", 200)
+    env = sync_env_factory(chats=120, messages=900, chunk_size=10)  # 12 chunks, 2 per run configured
+    assert env.sync().ok
+    assert_matches_ground_truth(env)
+    per_chunk = dict(env.table("messages", "1").group_by("chunk_key").len().iter_rows())
+    keys = env.instance.get_dynamic_partitions("chat_chunks")
+    runs = env.instance.get_runs(filters=dg.RunsFilter(job_name="chunk_import_job"), ascending=True)
+    ranges = []
+    for run in runs:
+        tags = run.tags
+        first = tags.get("dagster/partition") or tags["dagster/asset_partition_range_start"]
+        last = tags.get("dagster/partition") or tags["dagster/asset_partition_range_end"]
+        ranges.append(keys[keys.index(first) : keys.index(last) + 1])
+    assert [k for r in ranges for k in r] == keys  # every chunk once, in order
+    assert len(ranges[0]) == 2  # the first run: the setting (nothing is known yet)
+    for chunks in ranges[1:]:  # then: as many chunks as fit in the budget, or one heavier chunk
+        assert len(chunks) == 1 or sum(per_chunk.get(k, 0) for k in chunks) <= 200, chunks
+    assert any(len(chunks) > 2 for chunks in ranges[1:])  # light chunks were packed
