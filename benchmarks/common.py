@@ -245,9 +245,10 @@ class Simulator:
     number of HTTP requests it answered since the last `reset()`. Use as a context manager.
     """
 
-    def __init__(self, preset: str, latency_ms: float = 0.0) -> None:
+    def __init__(self, preset: str, latency_ms: float = 0.0, engine: str = "NOWEB") -> None:
         self.preset = preset
         self.latency_ms = latency_ms
+        self.engine = engine
         self.api_key = secrets.token_urlsafe(16)
         self.url = ""
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (the child's stderr, for errors; lives with self)
@@ -266,6 +267,8 @@ class Simulator:
                 self.preset,
                 "--latency-ms",
                 str(self.latency_ms),
+                "--engine",
+                self.engine,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -331,7 +334,7 @@ class Simulator:
         answer = self._command(f"add {n}")
         changed = Truth(
             preset=f"{self.preset} +{answer['added']}",
-            chats=truth(self.preset).chats,
+            chats=truth(self.preset, self.engine).chats,
             message_ids=frozenset(answer["message_ids"]),
             session_ids=frozenset(answer["session_ids"]),
         )
@@ -385,9 +388,11 @@ def _serve(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="the benchmarks' WAHA simulator process")
     parser.add_argument("--preset", default="seed")
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--engine", default="NOWEB")
     args = parser.parse_args(argv)
     config = ServerConfig(api_key=os.environ.get("BENCH_SIM_API_KEY") or None, latency_ms=args.latency_ms)
-    with SimulatorServer(AccountSpec.preset(args.preset), config=config) as server:
+    spec = AccountSpec.preset(args.preset, engine=args.engine)
+    with SimulatorServer(spec, config=config) as server:
         print(f"READY {server.url}", flush=True)
         for line in sys.stdin:
             command, _, arg = line.strip().partition(" ")
@@ -426,12 +431,13 @@ class Truth:
 
 
 @cache
-def truth(preset: str) -> Truth:
-    """The ground truth of preset `preset` (the same deterministic account the simulator serves)."""
+def truth(preset: str, engine: str = "NOWEB") -> Truth:
+    """The ground truth of preset `preset` served by an `engine` simulator (the same deterministic
+    account; the engine shapes its ids)."""
     from wahaflow.sessions import derive_sessions
     from wahaflow.simulator import Account, AccountSpec
 
-    account = Account(AccountSpec.preset(preset))
+    account = Account(AccountSpec.preset(preset, engine=engine))
     messages = account.ground_truth_messages()
     _, sessions = derive_sessions(messages, GAP_SECONDS)
     return Truth(
@@ -492,9 +498,10 @@ def check_warehouse(url: str, schema: str, expected: Truth) -> dict[str, Any]:
     }
 
 
-def case_name(preset: str, latency_ms: float) -> str:
-    """`seed 300 ms`: the key a tool's row is matched on in the summary."""
-    return f"{preset} {latency_ms:g} ms"
+def case_name(preset: str, latency_ms: float, engine: str = "NOWEB") -> str:
+    """`seed 300 ms` (`seed 300 ms WEBJS` on another engine than NOWEB): the key a tool's row is
+    matched on in the summary."""
+    return f"{preset} {latency_ms:g} ms" + ("" if engine == "NOWEB" else f" {engine}")
 
 
 class Skipped(Exception):

@@ -34,6 +34,10 @@ WAHAFLOW = REPO / ".venv" / "bin" / "wahaflow"
 SCHEMA = "wahaflow"
 TIMEOUT_S = 900.0
 CASES: list[tuple[str, float]] = [("seed", 0), ("seed", 300), ("big", 0), ("huge", 0)]
+ENGINE_CASES: list[tuple[str, float, str]] = [("seed", 300, "WEBJS")]
+"""Cases on an engine without the account stream (chat by chat), beside the ideal time: requests
+needed x latency / `WAHAFLOW_WAHA_CONCURRENCY`."""
+CONCURRENCY = 32  # WAHAFLOW_WAHA_CONCURRENCY's default, which the runs use
 ACTIVITY_CASES = {("big", 0)}
 """Cases followed by a sync after `ACTIVITY_SHARE` new messages (last case of their simulator)."""
 ACTIVITY_SHARE = 0.01
@@ -43,7 +47,7 @@ QUICK_CASES: list[tuple[str, float]] = [("seed", 0)]
 def _row(
     tool: str, sim: Simulator, measured: Any, requests: int, check: dict[str, Any], expected: Truth
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {"tool": tool, "case": case_name(sim.preset, sim.latency_ms)}
+    row: dict[str, Any] = {"tool": tool, "case": case_name(sim.preset, sim.latency_ms, sim.engine)}
     if measured.timed_out:
         return row | timed_out_fields(measured, requests, TIMEOUT_S)
     if not measured.ok:
@@ -60,7 +64,7 @@ def _row(
 def run_case(sim: Simulator, pg_url: str) -> list[dict[str, Any]]:
     """A first sync and an incremental one (plus one after new activity, for `ACTIVITY_CASES`) into
     a fresh database and WAHAFLOW_HOME; one row each."""
-    expected = truth(sim.preset)
+    expected = truth(sim.preset, sim.engine)
     syncs = ["wahaflow", "wahaflow nothing new"]
     if (sim.preset, sim.latency_ms) in ACTIVITY_CASES:
         syncs.append(f"wahaflow {ACTIVITY_SHARE:.0%} new")
@@ -86,6 +90,12 @@ def run_case(sim: Simulator, pg_url: str) -> list[dict[str, Any]]:
                 row["of full"] = f"{row['wall s'] / rows[0]['wall s']:.0%}"
             if note and row.get("note") == "ok":
                 row["note"] = note
+            if sim.engine != "NOWEB" and tool == "wahaflow" and measured.ok:
+                ideal = requests * sim.latency_ms / 1000 / CONCURRENCY
+                row["note"] = (
+                    f"ideal {ideal:.1f} s ({requests:,} requests x {sim.latency_ms:g} ms / {CONCURRENCY}); "
+                    f"{row['wall s'] / ideal:.2f}x"
+                )
             rows.append(row)
             print(f"  e2e {row['case']} {tool}: {row.get('wall s')} s, correct {row.get('correct')}")
             if not measured.ok:
@@ -102,4 +112,7 @@ def run(pg_url: str, quick: bool = False) -> list[dict[str, Any]]:
             for latency in (lat for p, lat in cases if p == preset):
                 sim.set_latency(latency)
                 rows.extend(run_case(sim, pg_url))
+    for preset, latency, engine in [] if quick else ENGINE_CASES:
+        with Simulator(preset, latency, engine) as sim:
+            rows.extend(run_case(sim, pg_url))
     return rows

@@ -2,8 +2,9 @@
 
 Runs execute in this process (no process launch per chunk) against the persistent Dagster instance,
 so the UI shows them like any other run. Chunks are batched into ranged runs: the first of
-`WAHAFLOW_CHUNKS_PER_RUN` partitions, later ones larger when chunks turn out light
-(`next_run_size`); a failed run names its chunks and how to re-run just those.
+`WAHAFLOW_CHUNKS_PER_RUN` partitions; later ones by the messages each chunk holds in the spooled
+account stream (`_spooled_weights`), else by the previous run's messages per chunk
+(`next_run_size`). A failed run names its chunks and how to re-run just those.
 """
 
 from __future__ import annotations
