@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     limit_heap_fragmentation()
+    try:
+        return _run(args)
+    finally:
+        # The process ends here: spare the interpreter's shutdown the garbage collector's passes
+        # over every object Dagster loaded (about 0.5 s per command; memory goes back to the OS).
+        gc.freeze()
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         from wahaflow.simulator.serve import main as simulate_main
 
