@@ -315,8 +315,8 @@ async def import_chunks(
     fetched, contacts, rejects, fetch_stats = [], [], [], []
     covered_until: dict[str, int] = {}
     sessions: list[str] = planned["waha_session"].unique(maintain_order=True).to_list()
-    # Every session's own id is asked while the engine is (kept per process), and while the
-    # account stream is read: it is needed only to normalize what was fetched.
+    # Every session's own id is asked while the engine is (kept per process), and while its
+    # messages are fetched: it is needed only to normalize them.
     own_ids = {s: asyncio.ensure_future(_own_id(client, s)) for s in sessions}
     try:
         streams = await _can_stream(client)
@@ -420,7 +420,7 @@ async def _fetch_session(
             chats = chats.filter(pl.col("since").is_not_null())
             until = int(streamed.stats.until)
     if not chats.is_empty():
-        results.append(await fetch_chunk(client, waha_session, await own_id, chats, until=until))
+        results.append(await fetch_chunk(client, waha_session, own_id, chats, until=until))
     return results, until
 
 

@@ -104,10 +104,18 @@ def _since_of(chats: pl.DataFrame, since: Mapping[str, float | None] | None) -> 
     return values
 
 
+OwnId = str | Awaitable[str | None] | None
+"""The session's own id, or an awaitable of it (asked while the messages are fetched)."""
+
+
+async def _own_id(me_id: OwnId) -> str | None:
+    return await me_id if isinstance(me_id, Awaitable) else me_id
+
+
 async def fetch_chunk(
     client: WahaClient,
     waha_session: str,
-    me_id: str | None,
+    me_id: OwnId,
     chats: pl.DataFrame,
     *,
     since: Mapping[str, float | None] | None = None,
@@ -119,7 +127,8 @@ async def fetch_chunk(
 
     `since` (optional, by `chat_id`) overrides per-chat lower bounds (inclusive; None = whole history);
     `until` is the ONE frozen upper bound of the whole fetch (default now - 1 s). `me_id` is the
-    session's own id, the sender of its own messages.
+    session's own id, the sender of its own messages (or an awaitable of it, awaited once the
+    messages are in).
     """
     started = time.monotonic()
     before = client.stats.snapshot()
@@ -141,6 +150,7 @@ async def fetch_chunk(
     results = await _all_or_nothing(tasks, chat_ids, waha_session)
 
     raw = _chunk_frame(path_ids, results)
+    me_id = await _own_id(me_id)
     messages = normalize_messages(raw, waha_session=waha_session, me_id=me_id)
     contacts = contacts_from_messages(
         raw, waha_session=waha_session, me_id=me_id, chat_ids=chat_ids, messages=messages
@@ -273,7 +283,7 @@ STREAM_PAGE_SIZE = 10_000
 async def fetch_account_stream(
     client: WahaClient,
     waha_session: str,
-    me_id: str | Awaitable[str | None] | None,
+    me_id: OwnId,
     chats: pl.DataFrame,
     *,
     until: float | None = None,
@@ -317,8 +327,7 @@ async def fetch_account_stream(
         chat_ids: list[str] = chats.get_column("chat_id").to_list()
         raw = spool.read(chat_ids)
         rejects = spool.rejects() if written else rejects_frame([], waha_session=waha_session)
-    if isinstance(me_id, Awaitable):
-        me_id = await me_id
+    me_id = await _own_id(me_id)
     messages = normalize_messages(raw, waha_session=waha_session, me_id=me_id)
     contacts = contacts_from_messages(
         raw, waha_session=waha_session, me_id=me_id, chat_ids=chat_ids, messages=messages
