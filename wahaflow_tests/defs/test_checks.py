@@ -7,14 +7,16 @@ import dagster as dg
 from wahaflow.defs.checks import CHECKS
 
 
-def run_checks(env) -> dict[str, dg.AssetCheckEvaluation]:
-    """Run only the four checks (over every chunk) and return their evaluations by name."""
+def checks_run(env) -> dg.ExecuteInProcessResult:
+    """A run of only the four checks (over every chunk)."""
     job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks(*CHECKS))
     defs = dg.Definitions.merge(env.defs, dg.Definitions(jobs=[job]))
-    result = defs.resolve_job_def("checks_only").execute_in_process(
-        instance=env.instance, raise_on_error=False
-    )
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+    return defs.resolve_job_def("checks_only").execute_in_process(instance=env.instance, raise_on_error=False)
+
+
+def run_checks(env) -> dict[str, dg.AssetCheckEvaluation]:
+    """Run only the four checks (over every chunk) and return their evaluations by name."""
+    return {e.check_name: e for e in checks_run(env).get_asset_check_evaluations()}
 
 
 def test_checks_pass_on_a_clean_import_and_report_figures(sync_env_factory):
@@ -69,4 +71,8 @@ def test_checks_fail_on_overlapping_sessions(sync_env_factory):
         f"UPDATE sessions SET ended_at = ended_at + interval '100 days' WHERE chat_id = '{chat}' "
         f"AND started_at = (SELECT min(started_at) FROM sessions WHERE chat_id = '{chat}')"
     )
-    assert not run_checks(env)["sessions_do_not_overlap"].passed
+    result = checks_run(env)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not evaluations["sessions_do_not_overlap"].passed
+    assert evaluations["session_counts_add_up"].passed  # the others still ran and passed
+    assert not result.success  # the checks are blocking: a failed one fails its run
