@@ -317,7 +317,7 @@ async def import_chunks(
     sessions: list[str] = planned["waha_session"].unique(maintain_order=True).to_list()
     # Every session's own id is asked while the engine is (kept per process), and while its
     # messages are fetched: it is needed only to normalize them.
-    own_ids = {s: asyncio.ensure_future(_own_id(client, s)) for s in sessions}
+    own_ids = {s: asyncio.ensure_future(_ask_own_id(client, s)) for s in sessions}
     try:
         streams = await _can_stream(client)
         needs = reads.whole_history_needs(conn, db_schema, full=full) if streams and sessions else {}
@@ -392,7 +392,7 @@ async def import_chunks(
     return batch
 
 
-async def _own_id(client: WahaClient, waha_session: str) -> str | None:
+async def _ask_own_id(client: WahaClient, waha_session: str) -> str | None:
     return (await client.session_info(waha_session)).me_id
 
 

@@ -111,7 +111,7 @@ def run_sync(
     started = time.perf_counter()
 
     console.print("[bold]Discovering chats[/bold] …")
-    discovery = _run_registry(defs.resolve_job_def("registry_job"), instance)
+    discovery = _execute(defs.resolve_job_def("registry_job"), instance)
     if discovery.error is not None:
         report.registry_failed = True
         report.failed_runs.append(discovery.run_id)
@@ -163,7 +163,8 @@ def run_sync(
             else:
                 keys = batches(all_keys, pending, size, heavy)[0]
             pending = pending[len(keys) :]
-            outcome = _run_chunks(job, instance, keys, {SYNC_TAG: sync_id}, run_config)
+            tags = {**partition_tags(keys), SYNC_TAG: sync_id}
+            outcome = _execute(job, instance, tags=tags, run_config=run_config)
             report.chunks_run.extend(keys)
             if outcome.error is None:
                 report.messages_fetched += outcome.messages_fetched
@@ -206,17 +207,21 @@ def _spooled_weights(
         .group_by("chunk_key")
         .agg(pl.col("messages").fill_null(0).sum())
     )
-    weights = dict(per_chunk.iter_rows())
-    unspooled = MESSAGES_PER_RUN // chunks_per_run
-    for key in chats.get_column("chunk_key").unique():
-        if key not in weights:
-            weights[key] = unspooled if heavy is None or key in heavy else 0
-    return weights
+    unspooled = pl.lit(MESSAGES_PER_RUN // chunks_per_run)
+    if heavy is not None:
+        unspooled = pl.when(pl.col("chunk_key").is_in(list(heavy))).then(unspooled).otherwise(0)
+    weights = (
+        chats.select("chunk_key")
+        .unique()
+        .join(per_chunk, on="chunk_key", how="left")
+        .with_columns(pl.col("messages").fill_null(unspooled))
+    )
+    return dict(weights.iter_rows())
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What `wahaflow sync` keeps of one chunk run."""
+    """What `wahaflow sync` keeps of one run (the discovery or a chunk run)."""
 
     run_id: str
     messages_fetched: int = 0
@@ -224,25 +229,17 @@ class RunOutcome:
     error: str | None = None  # None: the run succeeded
 
 
-def _run_registry(job: dg.JobDefinition, instance: dg.DagsterInstance) -> RunOutcome:
-    """Run the chat discovery (its result, holding every chat listed, stays here)."""
-    result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
-    if not result.success:
-        return RunOutcome(result.run_id, error=_failure_message(result))
-    return RunOutcome(result.run_id, waha_requests=_metadata_value(result, "waha_requests"))
-
-
-def _run_chunks(
+def _execute(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
-    keys: list[str],
-    tags: dict[str, str],
-    run_config: dict,
+    *,
+    tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
 ) -> RunOutcome:
-    """Run `keys` as one chunk run. Only figures leave this function: an in-process result holds
-    every output of its run (all the frames written), which must not live on into the next run."""
+    """Run `job` in this process. Only figures leave this function: an in-process result holds every
+    output of its run (all the frames written), which must not live on into the next run."""
     result = job.execute_in_process(
-        instance=instance, tags={**partition_tags(keys), **tags}, run_config=run_config, raise_on_error=False
+        instance=instance, tags=tags, run_config=run_config or QUIET, raise_on_error=False
     )
     if not result.success:
         return RunOutcome(result.run_id, error=_failure_message(result))

@@ -108,7 +108,7 @@ OwnId = str | Awaitable[str | None] | None
 """The session's own id, or an awaitable of it (asked while the messages are fetched)."""
 
 
-async def _own_id(me_id: OwnId) -> str | None:
+async def _resolved(me_id: OwnId) -> str | None:
     return await me_id if isinstance(me_id, Awaitable) else me_id
 
 
@@ -150,7 +150,7 @@ async def fetch_chunk(
     results = await _all_or_nothing(tasks, chat_ids, waha_session)
 
     raw = _chunk_frame(path_ids, results)
-    me_id = await _own_id(me_id)
+    me_id = await _resolved(me_id)
     messages = normalize_messages(raw, waha_session=waha_session, me_id=me_id)
     contacts = contacts_from_messages(
         raw, waha_session=waha_session, me_id=me_id, chat_ids=chat_ids, messages=messages
@@ -327,7 +327,7 @@ async def fetch_account_stream(
         chat_ids: list[str] = chats.get_column("chat_id").to_list()
         raw = spool.read(chat_ids)
         rejects = spool.rejects() if written else rejects_frame([], waha_session=waha_session)
-    me_id = await _own_id(me_id)
+    me_id = await _resolved(me_id)
     messages = normalize_messages(raw, waha_session=waha_session, me_id=me_id)
     contacts = contacts_from_messages(
         raw, waha_session=waha_session, me_id=me_id, chat_ids=chat_ids, messages=messages
