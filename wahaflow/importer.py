@@ -19,7 +19,7 @@ import psycopg
 from wahaflow import schemas
 from wahaflow.chunks import register
 from wahaflow.sessions import derive_sessions
-from wahaflow.waha.client import ServerVersion, WahaClient
+from wahaflow.waha.client import VERSION_TTL_SECONDS, ServerVersion, WahaClient
 from wahaflow.waha.errors import WahaError
 from wahaflow.waha.fetch import (
     STREAM_ENGINES,
@@ -265,7 +265,7 @@ async def discover(
     # every session's chat list and address book at once, and the server's version and engine (kept
     # for the chunk runs of this process: whether they can read the account stream)
     server, *listings = await asyncio.gather(
-        _server_version(client, fresh=True),
+        _server_version(client, max_age=DISCOVERY_VERSION_AGE),
         *(asyncio.gather(fetch_chats(client, s), fetch_contacts(client, s)) for s in sessions),
     )
     for (listed, chat_rejects, _), (book, book_rejects) in listings:
@@ -317,7 +317,7 @@ async def import_chunks(
     sessions: list[str] = planned["waha_session"].unique(maintain_order=True).to_list()
     # Every session's own id is asked while the engine is (kept per process), and while its
     # messages are fetched: it is needed only to normalize them.
-    own_ids = {s: asyncio.ensure_future(_ask_own_id(client, s)) for s in sessions}
+    own_ids = {s: asyncio.ensure_future(client.own_id(s)) for s in sessions}
     try:
         streams = await _can_stream(client)
         needs = reads.whole_history_needs(conn, db_schema, full=full) if streams and sessions else {}
@@ -392,10 +392,6 @@ async def import_chunks(
     return batch
 
 
-async def _ask_own_id(client: WahaClient, waha_session: str) -> str | None:
-    return (await client.session_info(waha_session)).me_id
-
-
 async def _fetch_session(
     client: WahaClient,
     waha_session: str,
@@ -430,21 +426,35 @@ def _worth_streaming(
     """Whether to read a session's whole stream for the `run_needs` whole histories this run needs.
 
     `account_needs` is (whole histories the account needs, chats in the account). A spool already
-    written by another run of the same group is always worth reading. Otherwise the stream (the
-    whole account) pays off when the histories it serves are many and a good share of the account:
-    this run's alone, or, with a spool to share, those every run of the group will need.
+    written (by another run of the same group, or a sync's warm-up) is always worth reading.
+    Otherwise the stream (the whole account) pays off when the histories it serves are many and a
+    good share of the account: this run's alone, or, with a spool to share, those every run of the
+    group will need.
     """
     if spool_dir is not None and open_spool(spool_dir) is not None:
         return True
     needed, total = account_needs or (run_needs, run_needs)
     served = needed if spool_dir is not None else run_needs
-    return served >= max(min_chats, STREAM_MIN_SHARE * total)
+    return stream_pays_off(served, total, min_chats)
 
 
-async def _server_version(client: WahaClient, *, fresh: bool = False) -> ServerVersion | None:
+def stream_pays_off(histories: int, chats: int, min_chats: int) -> bool:
+    """Whether reading a session's whole stream pays off to serve `histories` whole chat histories
+    of its `chats`: at least `min_chats` of them, and `STREAM_MIN_SHARE` of the session."""
+    return histories >= max(min_chats, STREAM_MIN_SHARE * chats)
+
+
+DISCOVERY_VERSION_AGE = 30.0
+"""Discovery asks the server's version and engine again unless this process did within this many
+seconds (a sync's warm-up asks first: `wahaflow.orchestrate.warmup`)."""
+
+
+async def _server_version(
+    client: WahaClient, *, max_age: float = VERSION_TTL_SECONDS
+) -> ServerVersion | None:
     """The server's version and engine, or None when it does not say."""
     try:
-        return await client.server_version(fresh=fresh)
+        return await client.server_version(max_age=max_age)
     except WahaError:
         return None
 

@@ -14,9 +14,9 @@ pytest_plugins = [
 
 
 @pytest.fixture(autouse=True)
-def _forget_server_versions() -> Iterator[None]:
-    """Every test starts without the process-wide answers to `server_version` (servers' ports are
-    reused across tests, with other engines)."""
-    client._versions.clear()
+def _forget_kept_answers() -> Iterator[None]:
+    """Every test starts without the process-wide answers to `server_version` and `own_id`
+    (servers' ports are reused across tests, with other engines and accounts)."""
+    client.forget_kept_answers()
     yield
-    client._versions.clear()
+    client.forget_kept_answers()

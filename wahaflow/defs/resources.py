@@ -11,7 +11,7 @@ import os
 import dagster as dg
 
 from wahaflow.settings import Settings, get_settings
-from wahaflow.waha.client import WahaClient
+from wahaflow.waha.client import WahaClient, client_from_settings
 
 
 class WahaResource(dg.ConfigurableResource):
@@ -34,14 +34,12 @@ class WahaResource(dg.ConfigurableResource):
 
     def client(self) -> WahaClient:
         """A new client (use it as an async context manager)."""
-        settings = self.settings()
-        return WahaClient(
-            self.url or settings.waha_url,
-            os.environ.get(self.api_key_env) or None,
-            concurrency=self.concurrency or settings.waha_concurrency,
-            timeout=self.timeout_seconds or settings.waha_timeout_seconds,
-            max_attempts=self.max_attempts or settings.waha_max_attempts,
-            max_retry_seconds=(
-                self.max_retry_seconds if self.max_retry_seconds >= 0 else settings.waha_retry_seconds
-            ),
+        return client_from_settings(
+            self.settings(),
+            base_url=self.url or None,
+            api_key=os.environ.get(self.api_key_env) or None,
+            concurrency=self.concurrency or None,
+            timeout=self.timeout_seconds or None,
+            max_attempts=self.max_attempts or None,
+            max_retry_seconds=self.max_retry_seconds if self.max_retry_seconds >= 0 else None,
         )

@@ -8,8 +8,7 @@ import time
 
 from rich.console import Console
 
-from wahaflow.orchestrate.instance import open_instance
-from wahaflow.orchestrate.sync import print_report, run_sync
+from wahaflow.orchestrate.warmup import SpoolWarmup
 from wahaflow.settings import get_settings
 
 
@@ -17,14 +16,21 @@ def sync_command(*, full: bool = False) -> int:
     """Import from the configured WAHA; non-zero exit when any chunk (or the discovery) failed."""
     console = Console(stderr=True)
     settings = get_settings()
-    instance = open_instance(settings)
-    report = run_sync(settings, instance, full=full, console=console)
+    # The account streams are read while Dagster loads (about a second): Dagster is imported after.
+    with SpoolWarmup(settings, full=full) as warmup:
+        from wahaflow.orchestrate.instance import open_instance
+        from wahaflow.orchestrate.sync import print_report, run_sync
+
+        instance = open_instance(settings)
+        report = run_sync(settings, instance, full=full, console=console, warmup=warmup)
     print_report(report, console)
     return 0 if report.ok else 1
 
 
 def demo_command() -> int:
     """Embedded Postgres + the simulator's seed account, imported through Dagster, then a summary."""
+    from wahaflow.orchestrate.instance import open_instance
+    from wahaflow.orchestrate.sync import print_report, run_sync
     from wahaflow.simulator.account import PRESETS, AccountSpec
     from wahaflow.simulator.config import ServerConfig
     from wahaflow.simulator.server import SimulatorServer

@@ -10,10 +10,8 @@ account stream (`_spooled_weights`), else by the previous run's messages per chu
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
-import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +21,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wahaflow.defs.partitions import SYNC_TAG, batches, chat_chunks, partition_tags, weighted_run
+from wahaflow.orchestrate.warmup import SpoolWarmup
 from wahaflow.settings import Settings
-from wahaflow.waha.spool import group_directory, spooled_messages
+from wahaflow.waha.spool import spooled_messages
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.resource import PostgresResource
 
@@ -102,14 +101,32 @@ def run_sync(
     full: bool = False,
     defs: dg.Definitions | None = None,
     console: Console | None = None,
+    warmup: SpoolWarmup | None = None,
 ) -> SyncReport:
     """Discover chats, then import the chunks that need it; returns the report (never raises on a
-    failed chunk: the report says which failed)."""
-    console = console or Console(stderr=True)
-    defs = defs or _load_definitions()
+    failed chunk: the report says which failed).
+
+    `warmup` is the sync's read-ahead of account streams, started by the caller (early, before
+    Dagster loads); without it, one starts here.
+    """
+    with contextlib.ExitStack() as stack:
+        if warmup is None:
+            warmup = stack.enter_context(SpoolWarmup(settings, full=full))
+        return _sync(
+            settings, instance, full, defs or _load_definitions(), console or Console(stderr=True), warmup
+        )
+
+
+def _sync(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    full: bool,
+    defs: dg.Definitions,
+    console: Console,
+    warmup: SpoolWarmup,
+) -> SyncReport:
     report = SyncReport()
     started = time.perf_counter()
-
     console.print("[bold]Discovering chats[/bold] …")
     discovery = _execute(defs.resolve_job_def("registry_job"), instance)
     if discovery.error is not None:
@@ -119,6 +136,12 @@ def run_sync(
         report.seconds = time.perf_counter() - started
         return report
     report.waha_requests += discovery.waha_requests
+    warmed = warmup.result()
+    report.waha_requests += warmed.requests
+    if warmed.error is not None:
+        console.print(
+            f"Reading ahead stopped ({warmed.error}); the chunk runs fetch without it.", markup=False
+        )
 
     all_keys = instance.get_dynamic_partitions(chat_chunks.name)
     postgres = PostgresResource(db_schema=settings.db_schema)
@@ -144,13 +167,9 @@ def run_sync(
         TextColumn("{task.fields[messages]:,} messages, {task.fields[rate]:,.0f}/s"),
         TimeElapsedColumn(),
     )
-    # The runs of this sync share one spool of each account's message stream (removed at the end).
-    sync_id = uuid.uuid4().hex
-    spool_group = group_directory(settings.home_dir, settings.db_schema, sync_id)
-    with (
-        Progress(*columns, console=console, transient=False) as progress,
-        _removed_afterwards(spool_group),
-    ):
+    # The runs of this sync share one spool of each account's message stream (the warm-up's).
+    sync_id, spool_group = warmup.sync_id, warmup.group
+    with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("chunks", total=len(pending), messages=0, rate=0.0)
         size = settings.chunks_per_run
         weights: dict[str, int] | None = None
@@ -248,15 +267,6 @@ def _execute(
         messages_fetched=_metadata_value(result, "messages_fetched"),
         waha_requests=_metadata_value(result, "waha_requests"),
     )
-
-
-@contextlib.contextmanager
-def _removed_afterwards(directory: Path) -> Iterator[None]:
-    """Remove `directory` (if any run created it) when the block ends, however it ends."""
-    try:
-        yield
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def print_report(report: SyncReport, console: Console) -> None:

@@ -57,6 +57,7 @@ from wahaflow.waha.transport import StreamTransport
 if TYPE_CHECKING:
     import polars as pl
 
+    from wahaflow.settings import Settings
     from wahaflow.waha.paging import ChatMessages
 
 log = logging.getLogger(__name__)
@@ -121,13 +122,21 @@ class ServerVersion:
 
 
 VERSION_TTL_SECONDS = 300.0
-"""How long a server's answer to `server_version` is reused by every client of this process."""
+"""How long a server's answers to `server_version` and `own_id` are reused by every client of this
+process."""
 _versions: dict[str, tuple[float, ServerVersion]] = {}
+_own_ids: dict[tuple[str, str], tuple[float, str]] = {}
 
 
 def forget_server_version(client: WahaClient) -> None:
     """Drop the kept answer of `client`'s server to `server_version` (it turned out outdated)."""
     _versions.pop(client.base_url, None)
+
+
+def forget_kept_answers() -> None:
+    """Drop every kept answer to `server_version` and `own_id` (of every server)."""
+    _versions.clear()
+    _own_ids.clear()
 
 
 def _api_key_value(api_key: Any) -> str | None:
@@ -204,6 +213,21 @@ def _is_not_working(content: bytes) -> bool:
     return (isinstance(error, str) and bool(_NOT_WORKING.search(error))) or (
         "expected" in body and isinstance(body.get("status"), str) and "statusCode" not in body
     )
+
+
+def client_from_settings(settings: Settings, **overrides: Any) -> WahaClient:
+    """A client configured by wahaflow's settings; `overrides` are `WahaClient` keyword arguments
+    (`base_url` and `api_key` included), None meaning the setting."""
+    options: dict[str, Any] = {
+        "base_url": settings.waha_url,
+        "api_key": settings.api_key(),
+        "concurrency": settings.waha_concurrency,
+        "timeout": settings.waha_timeout_seconds,
+        "max_attempts": settings.waha_max_attempts,
+        "max_retry_seconds": settings.waha_retry_seconds,
+    }
+    options.update({name: value for name, value in overrides.items() if value is not None})
+    return WahaClient(options.pop("base_url"), options.pop("api_key"), **options)
 
 
 class WahaClient:
@@ -485,14 +509,15 @@ class WahaClient:
     # ----------------------------------------------------------------------------------------------
     # endpoints
 
-    async def server_version(self, *, fresh: bool = False) -> ServerVersion:
+    async def server_version(self, *, max_age: float = VERSION_TTL_SECONDS) -> ServerVersion:
         """`GET /api/server/version` (falls back to the deprecated `GET /api/version`).
 
-        The answer is kept for `VERSION_TTL_SECONDS` per server URL, for every client of this
-        process (the runs of one `wahaflow sync` ask once); `fresh=True` always asks.
+        An answer younger than `max_age` seconds is reused: answers are kept per server URL for
+        every client of this process (the runs of one `wahaflow sync` ask once). `max_age=0` always
+        asks.
         """
         cached = _versions.get(self.base_url)
-        if not fresh and cached is not None and time.monotonic() - cached[0] < VERSION_TTL_SECONDS:
+        if cached is not None and time.monotonic() - cached[0] < max_age:
             return cached[1]
         version = await self._ask_version()
         _versions[self.base_url] = (time.monotonic(), version)
@@ -511,6 +536,18 @@ class WahaClient:
             return value if isinstance(value, str) else None
 
         return ServerVersion(version=text("version"), engine=text("engine"), tier=text("tier"), raw=raw)
+
+    async def own_id(self, session: str, *, max_age: float = VERSION_TTL_SECONDS) -> str | None:
+        """The session's own id (`session_info(session).me_id`), kept like `server_version`'s
+        answer (None, when the session does not say, is not kept)."""
+        key = (self.base_url, session)
+        cached = _own_ids.get(key)
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        me_id = (await self.session_info(session)).me_id
+        if me_id is not None:
+            _own_ids[key] = (time.monotonic(), me_id)
+        return me_id
 
     async def session_info(self, session: str) -> SessionInfo:
         """`GET /api/sessions/{session}`: status and `me` (the account's own id, normalized)."""

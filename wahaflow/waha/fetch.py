@@ -45,7 +45,7 @@ from wahaflow.waha.normalize import (
     rejects_frame,
 )
 from wahaflow.waha.paging import ChatMessages, default_until
-from wahaflow.waha.spool import MissingChatField, open_spool, spool_lock, stream_to_spool
+from wahaflow.waha.spool import MissingChatField, Spool, open_spool, spool_lock, stream_to_spool
 
 log = logging.getLogger(__name__)
 
@@ -294,12 +294,13 @@ async def fetch_account_stream(
     (NOWEB and GOWS, waha-api.md §2.4): a few large requests instead of one or more per chat.
 
     The stream goes through a spool (`wahaflow.waha.spool`): `spool_dir` is shared by the runs of one
-    sync or backfill, so that only the first one reads WAHA; without it, a temporary one is used.
-    The result's `stats.until` is the spool's bound, which is older than `until` when another run
-    wrote it. There is no chat in that request path, so a message's chat is its `from`, which on these
-    two engines is always the chat id (`key.remoteJid` / `Info.Chat`). `me_id` may be an awaitable
-    (the session's id, asked while the stream is read). Returns None, so that the caller fetches chat
-    by chat, when a message has no `from` or the server does not serve the stream after all (an
+    sync or backfill, so that only the first one reads WAHA (none, when the sync's warm-up did);
+    without it, a temporary one is used. The result's `stats.until` is the spool's bound, which is
+    older than `until` when it was written before. There is no chat in that request path, so a
+    message's chat is its `from`, which on these two engines is always the chat id (`key.remoteJid`
+    / `Info.Chat`). `me_id` may be an awaitable (the session's id, asked while the stream is read).
+    Returns None, so that the caller fetches chat by chat, when a message has no `from` or the
+    server does not serve the stream after all (an
     engine changed since its version was asked).
     """
     started = time.monotonic()
@@ -307,26 +308,14 @@ async def fetch_account_stream(
     with contextlib.ExitStack() as cleanup:
         if spool_dir is None:
             spool_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="wahaflow-spool-")))
-        async with spool_lock(spool_dir):
-            spool = open_spool(spool_dir)
-            written = spool is None
-            if spool is None:
-                try:
-                    spool = await stream_to_spool(
-                        client, waha_session, spool_dir, until=int(until), page_size=page_size
-                    )
-                except MissingChatField as missing:
-                    log.warning("%s; fetching chat by chat", missing)
-                    return None
-                except (WahaRequestError, WahaNotFound) as refused:
-                    if isinstance(refused, WahaSessionNotFound):
-                        raise
-                    forget_server_version(client)
-                    log.warning("the account stream was refused (%s); fetching chat by chat", refused)
-                    return None
+        spool, written = await spool_account_stream(
+            client, waha_session, spool_dir, until=int(until), page_size=page_size
+        )
+        if spool is None:
+            return None
         chat_ids: list[str] = chats.get_column("chat_id").to_list()
         raw = spool.read(chat_ids)
-        rejects = spool.rejects() if written else rejects_frame([], waha_session=waha_session)
+        rejects = spool.rejects()  # every reader stores them: `reject_id` makes that idempotent
     me_id = await _resolved(me_id)
     messages = normalize_messages(raw, waha_session=waha_session, me_id=me_id)
     contacts = contacts_from_messages(
@@ -341,3 +330,32 @@ async def fetch_account_stream(
         chats=len(chat_ids),
     )
     return ChunkFetch(messages=messages, contacts=contacts, rejects=rejects, stats=stats)
+
+
+async def spool_account_stream(
+    client: WahaClient, waha_session: str, spool_dir: Path, *, until: int, page_size: int = STREAM_PAGE_SIZE
+) -> tuple[Spool | None, bool]:
+    """The session's account stream spooled in `spool_dir`: read from WAHA up to `until`, unless a
+    complete spool is already there (another run's, or a sync's warm-up). Writers take the spool's
+    lock, so the stream is read once.
+
+    Returns (the spool, whether this call read WAHA), or (None, False) when the stream cannot serve:
+    an item has no `from`, or the server refuses the stream (its engine changed since its version
+    was asked; then the kept version is dropped).
+    """
+    async with spool_lock(spool_dir):
+        spool = open_spool(spool_dir)
+        if spool is not None:
+            return spool, False
+        try:
+            return await stream_to_spool(
+                client, waha_session, spool_dir, until=until, page_size=page_size
+            ), True
+        except MissingChatField as missing:
+            log.warning("%s; fetching chat by chat", missing)
+        except (WahaRequestError, WahaNotFound) as refused:
+            if isinstance(refused, WahaSessionNotFound):
+                raise
+            forget_server_version(client)
+            log.warning("the account stream was refused (%s); fetching chat by chat", refused)
+        return None, False

@@ -15,6 +15,7 @@ every column of the metadata exists and names the missing ones if a step was for
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -165,3 +166,22 @@ def migrate(conn: psycopg.Connection, schema: str, migrations: Sequence[Migratio
                 "wahaflow/warehouse/migrations.py (see add_missing_columns)"
             )
     return applied_now
+
+
+_migrated: set[tuple[str, str]] = set()
+_migrate_lock = threading.Lock()
+
+
+def ensure_migrated(url: str, schema: str) -> None:
+    """Run `migrate` on `url`/`schema` the first time this process asks for it (thread-safe)."""
+    key = (url, schema)
+    if key in _migrated:
+        return
+    with _migrate_lock:
+        if key in _migrated:
+            return
+        with psycopg.connect(url, autocommit=True) as conn:
+            applied = migrate(conn, schema)
+        if applied:
+            log.info("warehouse schema %s: applied migrations %s", schema, applied)
+        _migrated.add(key)

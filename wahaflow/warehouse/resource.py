@@ -6,8 +6,6 @@ masks it. Use `display_url()` for anything a human reads.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,12 +17,7 @@ from pydantic import Field
 
 from wahaflow.settings import get_settings
 from wahaflow.warehouse import embedded
-from wahaflow.warehouse.migrations import migrate
-
-log = logging.getLogger(__name__)
-
-_migrated: set[tuple[str, str]] = set()
-_migrate_lock = threading.Lock()
+from wahaflow.warehouse.migrations import ensure_migrated
 
 
 def display_url(url: str) -> str:
@@ -35,21 +28,6 @@ def display_url(url: str) -> str:
         return "<unparsable database URL>"
     shown = {k: v for k, v in params.items() if k in {"host", "hostaddr", "port", "dbname", "user"}}
     return " ".join(f"{k}={v}" for k, v in sorted(shown.items()))
-
-
-def ensure_migrated(url: str, schema: str) -> None:
-    """Run `migrate` on `url`/`schema` the first time this process asks for it (thread-safe)."""
-    key = (url, schema)
-    if key in _migrated:
-        return
-    with _migrate_lock:
-        if key in _migrated:
-            return
-        with psycopg.connect(url, autocommit=True) as conn:
-            applied = migrate(conn, schema)
-        if applied:
-            log.info("warehouse schema %s: applied migrations %s", schema, applied)
-        _migrated.add(key)
 
 
 class PostgresResource(dg.ConfigurableResource):

@@ -182,7 +182,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate:
-            from wahaflow.warehouse.resource import ensure_migrated
+            from wahaflow.warehouse.migrations import ensure_migrated
 
             await asyncio.to_thread(ensure_migrated, database_url, schema)
         await committer.start()

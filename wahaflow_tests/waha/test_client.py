@@ -217,7 +217,7 @@ def test_server_version_is_asked_once_per_process_unless_fresh(fake: FakeWaha) -
     first, _ = run(fake, lambda c: c.server_version())
     again, client = run(fake, lambda c: c.server_version())  # another client of the same server
     assert again == first and client.stats.requests == 0
-    _, client = run(fake, lambda c: c.server_version(fresh=True))
+    _, client = run(fake, lambda c: c.server_version(max_age=0))
     assert client.stats.requests == 1
 
 

@@ -1,0 +1,147 @@
+"""Reading ahead: each session's account stream goes into the sync's spool while Dagster starts.
+
+`wahaflow sync` spends its first seconds importing Dagster, opening its instance and listing the
+chats. On engines with an account-wide stream (NOWEB, GOWS), the first chunk run of a first import
+(or of `--full`) then reads that stream into the spool every run of the sync shares
+(`wahaflow.waha.spool`). The warm-up reads it in a thread of its own meanwhile, so that
+
+- the stream's round trips overlap Dagster's start instead of following it (and so does asking
+  each session's own id, which the chunk runs need and `WahaClient.own_id` keeps), and
+- `sync` knows every chunk's messages before its first run, and sizes that run too.
+
+It decides per session as the chunk runs would (`importer.stream_pays_off` over the registry), and
+always streams a session that was never listed (all of its chats need their whole history). It
+writes nothing to Postgres (it only runs the warehouse migrations, as any command does first). It
+is only ahead of time: when it is refused or fails, there is no spool, and the chunk runs fetch as
+they would without it. This module does not import Dagster, so that the warm-up starts first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from types import TracebackType
+
+import psycopg
+
+from wahaflow.importer import DISCOVERY_VERSION_AGE, stream_pays_off
+from wahaflow.settings import Settings
+from wahaflow.waha.client import WahaClient, client_from_settings
+from wahaflow.waha.errors import WahaError
+from wahaflow.waha.fetch import STREAM_ENGINES, spool_account_stream
+from wahaflow.waha.paging import default_until
+from wahaflow.waha.spool import group_directory
+from wahaflow.warehouse import reads
+from wahaflow.warehouse.embedded import database_url
+from wahaflow.warehouse.migrations import ensure_migrated
+
+
+@dataclass(frozen=True)
+class WarmupResult:
+    """What the warm-up did."""
+
+    spooled: tuple[str, ...] = ()  # the sessions whose stream is in the spool
+    requests: int = 0
+    error: str | None = None  # why it stopped early (the chunk runs fetch without it)
+
+
+class SpoolWarmup:
+    """The warm-up of one sync, as a context manager: started on entry; on exit stopped, and the
+    sync's spool removed. `result()` waits for it (the sync asks once the chats are listed)."""
+
+    def __init__(self, settings: Settings, *, full: bool = False) -> None:
+        self.settings = settings
+        self.full = full
+        self.sync_id = uuid.uuid4().hex
+        self.group = group_directory(settings.home_dir, settings.db_schema, self.sync_id)
+        """The spool group of the sync: one spool per WAHA session under it."""
+        self._result = WarmupResult()
+        self._stopping = threading.Event()
+        self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[WarmupResult]] | None = None
+        self._thread = threading.Thread(target=self._run, name="wahaflow-warmup", daemon=True)
+
+    def __enter__(self) -> SpoolWarmup:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+        shutil.rmtree(self.group, ignore_errors=True)
+
+    def result(self) -> WarmupResult:
+        """Wait until the warm-up is done, and say what it did."""
+        self._thread.join()
+        return self._result
+
+    def stop(self) -> None:
+        """Cancel the warm-up if it still runs (a partly written spool is removed) and wait for it."""
+        self._stopping.set()
+        if self._task is not None:
+            loop, task = self._task
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(task.cancel)
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            self._result = asyncio.run(self._main())
+        except asyncio.CancelledError:
+            self._result = WarmupResult(error="stopped")
+        except Exception as error:  # ahead of time only: the chunk runs fetch without it
+            self._result = WarmupResult(error=f"{type(error).__name__}: {error}")
+
+    async def _main(self) -> WarmupResult:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = (asyncio.get_running_loop(), task)
+        if self._stopping.is_set():
+            return WarmupResult(error="stopped")
+        return await self._warm()
+
+    async def _warm(self) -> WarmupResult:
+        async with client_from_settings(self.settings) as client:
+            # The engine (kept for this process: the discovery and the chunk runs reuse the answer),
+            # and which sessions need their whole history, both at once.
+            engine, sessions = await asyncio.gather(
+                _engine(client), asyncio.to_thread(self._sessions_needing_their_stream)
+            )
+            if engine not in STREAM_ENGINES:
+                return WarmupResult(requests=client.stats.requests)
+            until = default_until()
+            spools, _ = await asyncio.gather(
+                asyncio.gather(
+                    *(spool_account_stream(client, s, self.group / s, until=until) for s in sessions)
+                ),
+                asyncio.gather(*(client.own_id(s) for s in sessions)),  # kept for the chunk runs
+            )
+            spooled = tuple(s for s, (spool, _) in zip(sessions, spools, strict=True) if spool is not None)
+            return WarmupResult(spooled=spooled, requests=client.stats.requests)
+
+    def _sessions_needing_their_stream(self) -> list[str]:
+        """The configured sessions whose whole stream the chunk runs of this sync would read."""
+        settings = self.settings
+        url = database_url(settings)
+        ensure_migrated(url, settings.db_schema)
+        with psycopg.connect(url) as conn:
+            needs = reads.whole_history_needs(conn, settings.db_schema, full=self.full)
+        return [
+            session
+            for session in settings.waha_sessions
+            if session not in needs or stream_pays_off(*needs[session], settings.stream_min_chats)
+        ]
+
+
+async def _engine(client: WahaClient) -> str | None:
+    """The server's engine, upper case (None when it does not say or cannot be asked)."""
+    try:
+        server = await client.server_version(max_age=DISCOVERY_VERSION_AGE)
+    except WahaError:
+        return None
+    return (server.engine or "").upper() or None
