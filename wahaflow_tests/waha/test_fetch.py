@@ -13,7 +13,7 @@ import pytest
 from wahaflow import schemas
 from wahaflow.waha.client import WahaClient
 from wahaflow.waha.errors import WahaAuthError, WahaFetchError
-from wahaflow.waha.fetch import ChunkFetch, fetch_chats, fetch_chunk, fetch_contacts
+from wahaflow.waha.fetch import ChunkFetch, fetch_account_stream, fetch_chats, fetch_chunk, fetch_contacts
 from wahaflow_tests.waha.fakewaha import ME, FakeWaha, Fault, message
 
 NOW = 1_760_000_000
@@ -122,6 +122,29 @@ def test_malformed_items_become_rejects_and_the_rest_lands(fake: FakeWaha) -> No
     assert "timestamp" in first.rejects["reason"][0]
     second = fetch(fake, chats_frame([("1@c.us", "1@c.us")]))
     assert first.rejects["reject_id"].to_list() == second.rejects["reject_id"].to_list()
+
+
+def test_every_reader_of_a_spooled_stream_gets_its_rejects(fake: FakeWaha, tmp_path) -> None:
+    # The spool may be written by a sync's warm-up, or by another run: each run that reads it stores
+    # the stream's rejects (`reject_id` makes that idempotent), so none is lost to a failed writer.
+    good = [message("1@c.us", f"K{i}", float(NOW - i)) for i in range(3)]
+    bad = {"id": "false_1@c.us_BAD", "timestamp": "soon", "from": "1@c.us"}
+    fake.raw_messages["all"] = orjson.dumps([*good[:2], bad, good[2]])
+    chats = chats_frame([("1@c.us", "1@c.us")])
+
+    async def read() -> ChunkFetch:
+        async with make_client(fake) as client:
+            result = await fetch_account_stream(
+                client, "default", ME, chats, until=NOW, spool_dir=tmp_path / "default"
+            )
+            assert result is not None
+            return result
+
+    first, again = asyncio.run(read()), asyncio.run(read())
+    assert first.stats.requests == 1 and again.stats.requests == 0  # the second read the spool
+    assert first.messages.height == again.messages.height == 3
+    assert first.rejects.height == 1
+    assert first.rejects["reject_id"].to_list() == again.rejects["reject_id"].to_list()
 
 
 def test_one_failing_chat_fails_the_whole_fetch_naming_it(fake: FakeWaha) -> None:
