@@ -28,6 +28,7 @@ from wahaflow.waha.fetch import (
     fetch_chats,
     fetch_chunk,
     fetch_contacts,
+    read_spooled_histories,
 )
 from wahaflow.waha.normalize import Reject, reject, rejects_frame
 from wahaflow.waha.paging import default_until
@@ -402,19 +403,28 @@ async def _fetch_session(
     stream: bool,
     spool_dir: Path | None,
 ) -> tuple[list[ChunkFetch], int]:
-    """Fetch one session's planned `chats`: with `stream`, the whole histories from the account
-    stream (through the spool), the rest chat by chat. Returns the fetches and the bound they cover:
-    `until`, or the end of a spool written earlier (then the chat-by-chat fetches stop there too)."""
+    """Fetch one session's planned `chats`: the whole histories from a complete spool in `spool_dir`
+    (the stream's, or a sync's read-ahead of chat histories: those it holds) or, with `stream`, from
+    the account stream (through the spool); the rest chat by chat. Returns the fetches and the bound
+    they cover: `until`, or the end of a spool written earlier (then the chat-by-chat fetches stop
+    there too)."""
     results: list[ChunkFetch] = []
     whole = chats.filter(pl.col("since").is_null())
-    if stream and not whole.is_empty():
-        streamed = await fetch_account_stream(
-            client, waha_session, own_id, whole, until=until, spool_dir=spool_dir
-        )
-        if streamed is not None:
-            results.append(streamed)
-            chats = chats.filter(pl.col("since").is_not_null())
-            until = int(streamed.stats.until)
+    if not whole.is_empty():
+        fetched: ChunkFetch | None = None
+        held = whole
+        spooled = open_spool(spool_dir) if spool_dir is not None else None
+        if spooled is not None:  # the stream's spool, or a read-ahead of some chats' histories
+            held = whole.filter(spooled.covers(whole.get_column("chat_id")))
+            fetched = await read_spooled_histories(spooled, own_id, held)
+        elif stream:  # None: the stream was refused after all
+            fetched = await fetch_account_stream(
+                client, waha_session, own_id, whole, until=until, spool_dir=spool_dir
+            )
+        if fetched is not None:
+            results.append(fetched)
+            chats = chats.join(held, on="chat_id", how="anti")
+            until = int(fetched.stats.until)
     if not chats.is_empty():
         results.append(await fetch_chunk(client, waha_session, own_id, chats, until=until))
     return results, until

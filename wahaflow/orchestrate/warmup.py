@@ -1,19 +1,23 @@
-"""Reading ahead: each session's account stream goes into the sync's spool while Dagster starts.
+"""Reading ahead: each session's history goes into the sync's spool while Dagster starts.
 
 `wahaflow sync` spends its first seconds importing Dagster, opening its instance and listing the
-chats. On engines with an account-wide stream (NOWEB, GOWS), the first chunk run of a first import
-(or of `--full`) then reads that stream into the spool every run of the sync shares
-(`wahaflow.waha.spool`). The warm-up reads it in a thread of its own meanwhile, so that
+chats, and only then do its chunk runs fetch messages. The warm-up fetches meanwhile, in a thread of
+its own, into the spool every run of the sync shares (`wahaflow.waha.spool`):
 
-- the stream's round trips overlap Dagster's start instead of following it (and so does asking
-  each session's own id, which the chunk runs need and `WahaClient.own_id` keeps), and
-- `sync` knows every chunk's messages before its first run, and sizes that run too.
+- on engines with an account-wide stream (NOWEB, GOWS), the session's stream, which the chunk runs
+  of a first import (or of `--full`) would read anyway;
+- on other engines (WEBJS), the whole history of every chat of a session that has none stored yet
+  (it lists the chats itself: one more request than the discovery's own listing).
+
+So the requests overlap Dagster's start instead of following it (so does asking each session's own
+id, which the chunk runs need and `WahaClient.own_id` keeps), and `sync` knows every chunk's
+messages before its first run, and sizes that run too.
 
 It decides per session as the chunk runs would (`importer.stream_pays_off` over the registry), and
-always streams a session that was never listed (all of its chats need their whole history). It
-writes nothing to Postgres (it only runs the warehouse migrations, as any command does first). It
-is only ahead of time: when it is refused or fails, there is no spool, and the chunk runs fetch as
-they would without it. This module does not import Dagster, so that the warm-up starts first.
+always reads ahead for a session that was never listed. It writes nothing to Postgres (it only runs
+the warehouse migrations, as any command does first). It is only ahead of time: when it is refused
+or fails, there is no spool (or one without the failed chats), and the chunk runs fetch what it
+lacks. This module does not import Dagster, so that the warm-up starts first.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ from wahaflow.importer import DISCOVERY_VERSION_AGE, stream_pays_off
 from wahaflow.settings import Settings
 from wahaflow.waha.client import WahaClient, client_from_settings
 from wahaflow.waha.errors import WahaError
-from wahaflow.waha.fetch import STREAM_ENGINES, spool_account_stream
+from wahaflow.waha.fetch import STREAM_ENGINES, fetch_chats, spool_account_stream
 from wahaflow.waha.paging import default_until
-from wahaflow.waha.spool import group_directory
+from wahaflow.waha.spool import Spool, chats_to_spool, group_directory, spool_lock
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.embedded import database_url
 from wahaflow.warehouse.migrations import ensure_migrated
@@ -108,34 +112,48 @@ class SpoolWarmup:
     async def _warm(self) -> WarmupResult:
         async with client_from_settings(self.settings) as client:
             # The engine (kept for this process: the discovery and the chunk runs reuse the answer),
-            # and which sessions need their whole history, both at once.
-            engine, sessions = await asyncio.gather(
-                _engine(client), asyncio.to_thread(self._sessions_needing_their_stream)
+            # and what the registry says of each session, both at once.
+            engine, needs = await asyncio.gather(
+                _engine(client), asyncio.to_thread(self._whole_history_needs)
             )
-            if engine not in STREAM_ENGINES:
+            if engine is None:
                 return WarmupResult(requests=client.stats.requests)
             until = default_until()
+            sessions = [s for s in self.settings.waha_sessions if self._reads_ahead(s, needs, engine)]
             spools, _ = await asyncio.gather(
-                asyncio.gather(
-                    *(spool_account_stream(client, s, self.group / s, until=until) for s in sessions)
-                ),
+                asyncio.gather(*(self._read_ahead(client, s, engine, until) for s in sessions)),
                 asyncio.gather(*(client.own_id(s) for s in sessions)),  # kept for the chunk runs
             )
-            spooled = tuple(s for s, (spool, _) in zip(sessions, spools, strict=True) if spool is not None)
+            spooled = tuple(s for s, spool in zip(sessions, spools, strict=True) if spool is not None)
             return WarmupResult(spooled=spooled, requests=client.stats.requests)
 
-    def _sessions_needing_their_stream(self) -> list[str]:
-        """The configured sessions whose whole stream the chunk runs of this sync would read."""
+    def _whole_history_needs(self) -> dict[str, tuple[int, int]]:
+        """Per registered session: (chats whose whole history is still to fetch, chats)."""
         settings = self.settings
         url = database_url(settings)
         ensure_migrated(url, settings.db_schema)
         with psycopg.connect(url) as conn:
-            needs = reads.whole_history_needs(conn, settings.db_schema, full=self.full)
-        return [
-            session
-            for session in settings.waha_sessions
-            if session not in needs or stream_pays_off(*needs[session], settings.stream_min_chats)
-        ]
+            return reads.whole_history_needs(conn, settings.db_schema, full=self.full)
+
+    def _reads_ahead(self, session: str, needs: dict[str, tuple[int, int]], engine: str) -> bool:
+        """Whether the chunk runs of this sync would read `session`'s whole stream (NOWEB, GOWS), or
+        fetch the whole history of every chat of it (other engines)."""
+        if session not in needs:  # never listed: all of it
+            return True
+        needed, chats = needs[session]
+        if engine in STREAM_ENGINES:
+            return stream_pays_off(needed, chats, self.settings.stream_min_chats)
+        return needed == chats
+
+    async def _read_ahead(self, client: WahaClient, session: str, engine: str, until: int) -> Spool | None:
+        """The session's spool: its account stream, or else every listed chat's whole history."""
+        directory = self.group / session
+        if engine in STREAM_ENGINES:
+            spool, _ = await spool_account_stream(client, session, directory, until=until)
+            return spool
+        chats, _, _ = await fetch_chats(client, session)
+        async with spool_lock(directory):
+            return await chats_to_spool(client, session, directory, chats, until=until)
 
 
 async def _engine(client: WahaClient) -> str | None:

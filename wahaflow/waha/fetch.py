@@ -313,13 +313,26 @@ async def fetch_account_stream(
         )
         if spool is None:
             return None
-        chat_ids: list[str] = chats.get_column("chat_id").to_list()
-        raw = spool.read(chat_ids)
-        rejects = spool.rejects()  # every reader stores them: `reject_id` makes that idempotent
+        return await read_spooled_histories(spool, me_id, chats, written=written, started=started)
+
+
+async def read_spooled_histories(
+    spool: Spool, me_id: OwnId, chats: pl.DataFrame, *, written: bool = False, started: float | None = None
+) -> ChunkFetch:
+    """The whole history of `chats` (that `spool` covers) from the spool, as a `ChunkFetch`.
+
+    Its rejects are the spool's (every reader stores them: `reject_id` makes that idempotent); its
+    requests are the spool's when this run `written` it, else none. `stats.until` is the spool's
+    bound.
+    """
+    started = time.monotonic() if started is None else started
+    chat_ids: list[str] = chats.get_column("chat_id").to_list()
+    raw = spool.read(chat_ids)
+    rejects = spool.rejects()
     me_id = await _resolved(me_id)
-    messages = normalize_messages(raw, waha_session=waha_session, me_id=me_id)
+    messages = normalize_messages(raw, waha_session=spool.waha_session, me_id=me_id)
     contacts = contacts_from_messages(
-        raw, waha_session=waha_session, me_id=me_id, chat_ids=chat_ids, messages=messages
+        raw, waha_session=spool.waha_session, me_id=me_id, chat_ids=chat_ids, messages=messages
     )
     stats = FetchStats(
         requests=spool.requests if written else 0,

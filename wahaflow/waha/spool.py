@@ -1,11 +1,13 @@
-"""A spool of an account's message stream: read from WAHA once, then served to every chunk run.
+"""A spool of an account's message history: read from WAHA once, then served to every chunk run.
 
 `GET /api/{session}/chats/all/messages` (NOWEB, GOWS) carries the whole account, but a chunk run
 needs only its own chats. Without a spool, every run of a first import would read the whole stream
 again and keep it in memory. Instead, the first run that needs it writes each page as it arrives to a
 Parquet file (sorted by chat, so that readers skip row groups of other chats), and every run of the
 same sync or backfill reads just its chats from those files: one pass over WAHA, memory bounded by a
-page plus the run's own chats.
+page plus the run's own chats. On engines without the stream (WEBJS), a sync's warm-up
+(`wahaflow.orchestrate.warmup`) reads the chats' histories ahead into the same format
+(`chats_to_spool`); such a spool lists the chats it holds (`Spool.chats`).
 
 A spool is a directory: `page-NNNNN.parquet` files, `rejects.parquet`, and `manifest.json`, written
 last (a directory without it is incomplete and is never read). Writers of the same directory take a
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
@@ -31,9 +34,12 @@ from pathlib import Path
 import polars as pl
 
 from wahaflow import schemas
-from wahaflow.waha.client import WahaClient
-from wahaflow.waha.normalize import RAW_MESSAGES, normalize_ids, rejects_frame
+from wahaflow.waha.client import ClientStats, WahaClient
+from wahaflow.waha.errors import WahaAuthError, WahaSessionNotFound
+from wahaflow.waha.normalize import RAW_MESSAGES, Reject, normalize_ids, rejects_frame
 from wahaflow.waha.paging import window
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.parquet"
@@ -61,6 +67,13 @@ class Spool:
     retries: int
     bytes_received: int
     created_at: float
+    chats: list[str] | None = None
+    """The chats (normalized ids) whose whole history the spool holds; None: every chat of the
+    session (the account stream)."""
+
+    def covers(self, chat_ids: pl.Series) -> pl.Series:
+        """Whether the spool holds the whole history of each of `chat_ids`."""
+        return chat_ids.is_not_null() if self.chats is None else chat_ids.is_in(self.chats)
 
     def read(self, chat_ids: list[str]) -> pl.DataFrame:
         """The spooled messages of `chat_ids`: RAW_MESSAGES columns plus the normalized `chat_id`,
@@ -130,7 +143,86 @@ async def stream_to_spool(
         remove_spool_files(directory)
         raise
     rejects_frame(result.rejects, waha_session=waha_session).write_parquet(directory / REJECTS)
+    return _complete(directory, waha_session, until, pages, messages, client.stats.minus(before))
+
+
+async def chats_to_spool(
+    client: WahaClient,
+    waha_session: str,
+    directory: Path,
+    chats: pl.DataFrame,
+    *,
+    until: int,
+    rows_per_file: int = 10_000,
+) -> Spool:
+    """Read the whole history of every chat of `chats` (CHATS rows: `chat_id`, and `waha_chat_id`,
+    the id used in request paths) up to `until` into `directory`, chat by chat and concurrently: the
+    read-ahead for engines without the account stream (WEBJS).
+
+    Pages are written as they arrive, `rows_per_file` messages a file. The spool lists the chats it
+    holds whole (`Spool.chats`): a chat whose requests fail for good is left out, and its chunk run
+    fetches it. A refused key or an unknown session fails the whole spool (and leaves none).
+    """
+    remove_spool_files(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    before = client.stats.snapshot()
+    buffered: list[pl.DataFrame] = []
+    counts = {"files": 0, "buffered": 0, "messages": 0}
+    rejects: list[Reject] = []
+
+    def flush() -> None:
+        if buffered:
+            frame = pl.concat(buffered).sort("chat_id")
+            frame.write_parquet(
+                directory / f"page-{counts['files']:05d}.parquet", row_group_size=ROW_GROUP_ROWS
+            )
+            counts["files"] += 1
+            counts["messages"] += frame.height
+            counts["buffered"] = 0
+            buffered.clear()
+
+    async def read_chat(path_id: str, chat_id: str) -> None:
+        def keep(page: pl.DataFrame) -> None:
+            buffered.append(page.with_columns(pl.lit(chat_id, pl.String).alias("chat_id")))
+            counts["buffered"] += page.height
+            if counts["buffered"] >= rows_per_file:
+                flush()
+
+        result = await client.chat_messages(waha_session, path_id, since=None, until=until, on_page=keep)
+        rejects.extend(result.rejects)
+
+    chat_ids: list[str] = chats.get_column("chat_id").to_list()
+    path_ids = chats.get_column("waha_chat_id").fill_null(chats.get_column("chat_id")).to_list()
+    try:
+        outcomes = await asyncio.gather(
+            *(read_chat(p, c) for p, c in zip(path_ids, chat_ids, strict=True)), return_exceptions=True
+        )
+        refused = [o for o in outcomes if isinstance(o, WahaAuthError | WahaSessionNotFound)]
+        if refused:
+            raise refused[0]
+        flush()
+    except BaseException:
+        remove_spool_files(directory)
+        raise
+    covered = [c for c, outcome in zip(chat_ids, outcomes, strict=True) if outcome is None]
+    failed = [o for o in outcomes if o is not None]
+    if failed:
+        log.info("%d chat(s) not read ahead, their runs fetch them (first error: %s)", len(failed), failed[0])
+    rejects_frame(rejects, waha_session=waha_session).write_parquet(directory / REJECTS)
     done = client.stats.minus(before)
+    return _complete(directory, waha_session, until, counts["files"], counts["messages"], done, covered)
+
+
+def _complete(
+    directory: Path,
+    waha_session: str,
+    until: int,
+    pages: int,
+    messages: int,
+    done: ClientStats,
+    chats: list[str] | None = None,
+) -> Spool:
+    """Write the manifest: from here on the spool is complete and readers take it."""
     manifest = {
         "waha_session": waha_session,
         "until": int(until),
@@ -140,10 +232,11 @@ async def stream_to_spool(
         "retries": done.retries,
         "bytes_received": done.bytes_received,
         "created_at": time.time(),
+        "chats": chats,
     }
     temporary = directory / f"{MANIFEST}.tmp"
     temporary.write_text(json.dumps(manifest))
-    os.replace(temporary, directory / MANIFEST)  # the spool is complete from here on
+    os.replace(temporary, directory / MANIFEST)
     return Spool(directory=directory, **manifest)
 
 

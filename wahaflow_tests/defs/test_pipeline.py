@@ -228,9 +228,18 @@ def test_a_run_that_takes_webjs_for_a_streaming_engine_falls_back_to_chat_by_cha
 
 
 def test_sync_takes_more_chunks_per_run_once_they_turn_out_light(sync_env_factory):
-    # WEBJS: no account stream, so nothing tells the chunks' sizes before the first run.
+    from wahaflow.orchestrate.sync import run_sync
+    from wahaflow.orchestrate.warmup import SpoolWarmup
+
     env = sync_env_factory(engine="WEBJS", chats=80, messages=600, chunk_size=10)  # 8 chunks, 2 a run
-    report = env.sync()
+    # Nothing tells the chunks' sizes before the first run: the read-ahead got no chat.
+    env.simulator.config.fault_routes = ("messages",)
+    env.simulator.config.fault_rate = 1.0
+    env.simulator.config.fault_kinds = ("500",)
+    with SpoolWarmup(env.settings) as warmup:
+        assert warmup.result().spooled
+        env.simulator.config.fault_rate = 0.0
+        report = run_sync(env.settings, env.instance, defs=env.defs, warmup=warmup)
     assert report.ok and len(report.chunks_run) == 8
     assert_matches_ground_truth(env)
     # ~75 messages a chunk: after the first run of 2, the remaining 6 chunks go in one run.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from wahaflow.orchestrate.sync import run_sync
 from wahaflow.orchestrate.warmup import SpoolWarmup
 from wahaflow.waha.client import client_from_settings
@@ -11,7 +13,7 @@ from wahaflow.waha.spool import open_spool
 from wahaflow_tests.defs.test_pipeline import assert_matches_ground_truth
 
 
-def _stream_requests(env) -> int:
+def _message_requests(env) -> int:
     return env.simulator.stats.by_route.get("messages", 0)
 
 
@@ -25,40 +27,58 @@ def _kept_answers_ask_nothing(settings, session: str) -> bool:
     return asyncio.run(ask()) == 0
 
 
-def test_a_first_import_is_read_ahead_and_its_runs_read_the_spool(sync_env_factory):
-    env = sync_env_factory(engine="NOWEB", chats=120, messages=900, chunk_size=40)
+@pytest.mark.parametrize("engine", ["NOWEB", "WEBJS"])
+def test_a_first_import_is_read_ahead_and_its_runs_read_the_spool(sync_env_factory, engine):
+    # NOWEB: the account stream; WEBJS: every listed chat's history, chat by chat.
+    env = sync_env_factory(engine=engine, chats=120, messages=900, chunk_size=40)
     (session,) = env.simulator.accounts
     with SpoolWarmup(env.settings) as warmup:
         warmed = warmup.result()
         assert warmed.spooled == (session,) and warmed.error is None
         spool = open_spool(warmup.group / session)
         assert spool is not None and spool.messages >= env.simulator.account.ground_truth_messages().height
+        if engine == "WEBJS":
+            assert spool.chats is not None and len(spool.chats) == 120
         # The engine and the session's own id are kept for the discovery and the chunk runs.
         assert _kept_answers_ask_nothing(env.settings, session)
-        streamed = _stream_requests(env)
+        read_ahead = _message_requests(env)
         report = run_sync(env.settings, env.instance, defs=env.defs, warmup=warmup)
         assert report.ok
-        assert _stream_requests(env) == streamed  # the runs read the spool, not WAHA
+        assert _message_requests(env) == read_ahead  # the runs read the spool, not WAHA
         assert report.waha_requests >= warmed.requests
     assert_matches_ground_truth(env)
     assert not warmup.group.exists(), "the sync's spool outlived it"
 
 
-def test_nothing_is_read_ahead_on_webjs_or_for_an_imported_account(sync_env_factory):
-    webjs = sync_env_factory(engine="WEBJS", chats=120, messages=900)
-    with SpoolWarmup(webjs.settings) as warmup:
+def test_chats_missing_from_a_read_ahead_are_fetched_by_their_runs(sync_env_factory):
+    env = sync_env_factory(engine="WEBJS", chats=120, messages=900, chunk_size=40)
+    env.simulator.config.fault_routes = ("messages",)  # some chats fail for good in the warm-up
+    env.simulator.config.fault_rate = 0.5
+    env.simulator.config.fault_kinds = ("500",)
+    (session,) = env.simulator.accounts
+    with SpoolWarmup(env.settings) as warmup:
+        assert warmup.result().spooled == (session,)
+        spool = open_spool(warmup.group / session)
+        assert spool is not None and spool.chats is not None and 0 < len(spool.chats) < 120
+        env.simulator.config.fault_rate = 0.0
+        read_ahead = _message_requests(env)
+        report = run_sync(env.settings, env.instance, defs=env.defs, warmup=warmup)
+        assert report.ok, report
+        assert _message_requests(env) - read_ahead >= 120 - len(spool.chats)  # the missing ones
+    assert_matches_ground_truth(env)
+
+
+@pytest.mark.parametrize("engine", ["NOWEB", "WEBJS"])
+def test_nothing_is_read_ahead_for_an_imported_account(sync_env_factory, engine):
+    env = sync_env_factory(engine=engine, chats=120, messages=900, chunk_size=40)
+    assert env.sync().ok
+    before = _message_requests(env), env.simulator.stats.by_route.get("chats", 0)
+    with SpoolWarmup(env.settings) as warmup:  # every chat synced: the runs fetch only what is new
         warmed = warmup.result()
     assert warmed.spooled == () and warmed.error is None
-    assert warmed.requests == 1 and _stream_requests(webjs) == 0  # the version (WEBJS has no stream)
-
-    noweb = sync_env_factory(engine="NOWEB", chats=120, messages=900, chunk_size=40)
-    assert noweb.sync().ok
-    before = _stream_requests(noweb)
-    with SpoolWarmup(noweb.settings) as warmup:  # every chat synced: the runs fetch only what is new
-        warmed = warmup.result()
-    assert warmed.spooled == () and _stream_requests(noweb) == before
-    with SpoolWarmup(noweb.settings, full=True) as warmup:  # `--full` reads every history again
-        assert warmup.result().spooled == tuple(noweb.simulator.accounts)
+    assert (_message_requests(env), env.simulator.stats.by_route.get("chats", 0)) == before
+    with SpoolWarmup(env.settings, full=True) as warmup:  # `--full` reads every history again
+        assert warmup.result().spooled == tuple(env.simulator.accounts)
 
 
 def test_a_failed_warmup_leaves_the_fetch_to_the_chunk_runs(sync_env_factory):
@@ -71,10 +91,10 @@ def test_a_failed_warmup_leaves_the_fetch_to_the_chunk_runs(sync_env_factory):
         assert warmed.spooled == () and warmed.error is not None
         assert not list(warmup.group.glob("*/manifest.json"))
         env.simulator.config.fault_rate = 0.0  # WAHA recovers before the chunk runs
-        streamed = _stream_requests(env)
+        streamed = _message_requests(env)
         report = run_sync(env.settings, env.instance, defs=env.defs, warmup=warmup)
         assert report.ok, report
-        assert _stream_requests(env) > streamed  # a run read the stream itself
+        assert _message_requests(env) > streamed  # a run read the stream itself
     assert_matches_ground_truth(env)
 
 
