@@ -34,10 +34,10 @@ WAHAFLOW = REPO / ".venv" / "bin" / "wahaflow"
 SCHEMA = "wahaflow"
 TIMEOUT_S = 900.0
 CASES: list[tuple[str, float]] = [("seed", 0), ("seed", 300), ("big", 0), ("huge", 0)]
-ENGINE_CASES: list[tuple[str, float, str]] = [("seed", 300, "WEBJS")]
+ENGINE_CASES: list[tuple[str, float, str, int]] = [("seed", 300, "WEBJS", 32), ("seed", 300, "WEBJS", 16)]
 """Cases on an engine without the account stream (chat by chat), beside the ideal time: requests
-needed x latency / `WAHAFLOW_WAHA_CONCURRENCY`."""
-CONCURRENCY = 32  # WAHAFLOW_WAHA_CONCURRENCY's default, which the runs use
+needed x latency / `WAHAFLOW_WAHA_CONCURRENCY` (the last field)."""
+CONCURRENCY = 32  # WAHAFLOW_WAHA_CONCURRENCY's default
 ACTIVITY_CASES = {("big", 0)}
 """Cases followed by a sync after `ACTIVITY_SHARE` new messages (last case of their simulator)."""
 ACTIVITY_SHARE = 0.01
@@ -45,9 +45,9 @@ QUICK_CASES: list[tuple[str, float]] = [("seed", 0)]
 
 
 def _row(
-    tool: str, sim: Simulator, measured: Any, requests: int, check: dict[str, Any], expected: Truth
+    tool: str, case: str, measured: Any, requests: int, check: dict[str, Any], expected: Truth
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {"tool": tool, "case": case_name(sim.preset, sim.latency_ms, sim.engine)}
+    row: dict[str, Any] = {"tool": tool, "case": case}
     if measured.timed_out:
         return row | timed_out_fields(measured, requests, TIMEOUT_S)
     if not measured.ok:
@@ -61,10 +61,13 @@ def _row(
     return row | measured_fields(measured, requests, check, expected, fetched)
 
 
-def run_case(sim: Simulator, pg_url: str) -> list[dict[str, Any]]:
+def run_case(sim: Simulator, pg_url: str, concurrency: int = CONCURRENCY) -> list[dict[str, Any]]:
     """A first sync and an incremental one (plus one after new activity, for `ACTIVITY_CASES`) into
-    a fresh database and WAHAFLOW_HOME; one row each."""
+    a fresh database and WAHAFLOW_HOME, with `concurrency` requests in flight; one row each."""
     expected = truth(sim.preset, sim.engine)
+    case = case_name(sim.preset, sim.latency_ms, sim.engine)
+    if concurrency != CONCURRENCY:
+        case += f", {concurrency} in flight"
     syncs = ["wahaflow", "wahaflow nothing new"]
     if (sim.preset, sim.latency_ms) in ACTIVITY_CASES:
         syncs.append(f"wahaflow {ACTIVITY_SHARE:.0%} new")
@@ -74,7 +77,13 @@ def run_case(sim: Simulator, pg_url: str) -> list[dict[str, Any]]:
         tempfile.TemporaryDirectory(prefix="wahaflow-bench-") as home,
     ):
         # no DAGSTER_HOME: wahaflow keeps its own under WAHAFLOW_HOME, storing runs in the database
-        env = child_env(**sim.env(), WAHAFLOW_DATABASE_URL=db_url, WAHAFLOW_SCHEMA=SCHEMA, WAHAFLOW_HOME=home)
+        env = child_env(
+            **sim.env(),
+            WAHAFLOW_DATABASE_URL=db_url,
+            WAHAFLOW_SCHEMA=SCHEMA,
+            WAHAFLOW_HOME=home,
+            WAHAFLOW_WAHA_CONCURRENCY=str(concurrency),
+        )
         note = ""
         for tool in syncs:
             if tool.endswith(" new") and tool != "wahaflow nothing new":
@@ -85,15 +94,15 @@ def run_case(sim: Simulator, pg_url: str) -> list[dict[str, Any]]:
             measured = run_measured([WAHAFLOW, "sync"], env=env, timeout=TIMEOUT_S)
             requests = sim.requests()
             check = check_warehouse(db_url, SCHEMA, expected) if measured.ok else {}
-            row = _row(tool, sim, measured, requests, check, expected)
+            row = _row(tool, case, measured, requests, check, expected)
             if rows and measured.ok and rows[0].get("wall s"):
                 row["of full"] = f"{row['wall s'] / rows[0]['wall s']:.0%}"
             if note and row.get("note") == "ok":
                 row["note"] = note
             if sim.engine != "NOWEB" and tool == "wahaflow" and measured.ok:
-                ideal = requests * sim.latency_ms / 1000 / CONCURRENCY
+                ideal = requests * sim.latency_ms / 1000 / concurrency
                 row["note"] = (
-                    f"ideal {ideal:.1f} s ({requests:,} requests x {sim.latency_ms:g} ms / {CONCURRENCY}); "
+                    f"ideal {ideal:.1f} s ({requests:,} requests x {sim.latency_ms:g} ms / {concurrency}); "
                     f"{row['wall s'] / ideal:.2f}x"
                 )
             rows.append(row)
@@ -112,7 +121,7 @@ def run(pg_url: str, quick: bool = False) -> list[dict[str, Any]]:
             for latency in (lat for p, lat in cases if p == preset):
                 sim.set_latency(latency)
                 rows.extend(run_case(sim, pg_url))
-    for preset, latency, engine in [] if quick else ENGINE_CASES:
+    for preset, latency, engine, concurrency in [] if quick else ENGINE_CASES:
         with Simulator(preset, latency, engine) as sim:
-            rows.extend(run_case(sim, pg_url))
+            rows.extend(run_case(sim, pg_url, concurrency))
     return rows
