@@ -1,10 +1,11 @@
 """`wahaflow sync`: discover chats, then materialize every missing or stale chunk through Dagster.
 
 Runs execute in this process (no process launch per chunk) against the persistent Dagster instance,
-so the UI shows them like any other run. Chunks are batched into ranged runs: the first of
-`WAHAFLOW_CHUNKS_PER_RUN` partitions; later ones by the messages each chunk holds in the spooled
-account stream (`_spooled_weights`), else by the previous run's messages per chunk
-(`next_run_size`). A failed run names its chunks and how to re-run just those.
+so the UI shows them like any other run. While Dagster starts, the sync's warm-up reads the
+histories the runs will need into a spool (`wahaflow.orchestrate.warmup`). Chunks are batched into
+ranged runs: by the messages each chunk holds in that spool (`_spooled_weights`); without one, the
+first of `WAHAFLOW_CHUNKS_PER_RUN` partitions and later ones by the previous run's messages per
+chunk (`next_run_size`). A failed run names its chunks and how to re-run just those.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ def run_sync(
     """Discover chats, then import the chunks that need it; returns the report (never raises on a
     failed chunk: the report says which failed).
 
-    `warmup` is the sync's read-ahead of account streams, started by the caller (early, before
-    Dagster loads); without it, one starts here.
+    `warmup` is the sync's read-ahead of the histories its runs will need, started by the caller
+    (early, before Dagster loads); without it, one starts here.
     """
     with contextlib.ExitStack() as stack:
         if warmup is None:
@@ -167,7 +168,7 @@ def _sync(
         TextColumn("{task.fields[messages]:,} messages, {task.fields[rate]:,.0f}/s"),
         TimeElapsedColumn(),
     )
-    # The runs of this sync share one spool of each account's message stream (the warm-up's).
+    # The runs of this sync share the warm-up's spools (one per WAHA session).
     sync_id, spool_group = warmup.sync_id, warmup.group
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("chunks", total=len(pending), messages=0, rate=0.0)
@@ -210,10 +211,10 @@ def _sync(
 def _spooled_weights(
     postgres: PostgresResource, spool_group: Path, chunks_per_run: int, heavy: Collection[str] | None
 ) -> dict[str, int] | None:
-    """Messages per chunk, counted in the spools of this sync's account streams (None before any).
+    """Messages per chunk, counted in the spools of this sync (None before any).
 
-    A chunk with no chat in a spooled session weighs as a chunk of a full run of
-    `chunks_per_run` when it has whole histories to fetch, else nothing: its fetch is incremental.
+    A chunk with no chat in a spooled session weighs as a chunk of a full run of `chunks_per_run`
+    when it has whole histories to fetch, else nothing: its fetch is incremental.
     """
     counts = spooled_messages(spool_group)
     if counts.is_empty():
