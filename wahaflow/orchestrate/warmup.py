@@ -48,7 +48,7 @@ from wahaflow.warehouse.migrations import ensure_migrated
 class WarmupResult:
     """What the warm-up did."""
 
-    spooled: tuple[str, ...] = ()  # the sessions whose stream is in the spool
+    spooled: tuple[str, ...] = ()  # the sessions with a spool (their stream, or their chats' histories)
     requests: int = 0
     error: str | None = None  # why it stopped early (the chunk runs fetch without it)
 
