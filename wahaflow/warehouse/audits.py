@@ -43,8 +43,10 @@ def _run(
     name: str,
     count_query: str,
     sample_query: str,
-    figure_queries: dict[str, str],
+    figure_names: Sequence[str],
 ) -> AuditResult:
+    """`count_query` returns one row, (violations, *figures named `figure_names`), in one pass over
+    the rows; `sample_query` (run only when something is wrong) lists offending keys."""
     params = {"chunk_keys": list(chunk_keys) if chunk_keys is not None else None}
     fmt: dict[str, sql.Composable] = {
         "messages": sql.Identifier(schema, "messages"),
@@ -52,15 +54,15 @@ def _run(
         "m_scope": _scope("m", chunk_keys),
         "s_scope": _scope("s", chunk_keys),
     }
-
-    def scalar(query: str) -> int:
-        row = conn.execute(sql.SQL(query).format(**fmt), params).fetchone()
-        return int(row[0] or 0) if row else 0
-
-    violations = scalar(count_query)
+    row = conn.execute(sql.SQL(count_query).format(**fmt), params).fetchone()
+    violations, *values = (int(v or 0) for v in row) if row else (0, *(0 for _ in figure_names))
     sample = conn.execute(sql.SQL(sample_query).format(**fmt), params).fetchall() if violations else []
-    figures = {key: scalar(query) for key, query in figure_queries.items()}
-    return AuditResult(name=name, violations=violations, figures=figures, sample=[tuple(r) for r in sample])
+    return AuditResult(
+        name=name,
+        violations=violations,
+        figures=dict(zip(figure_names, values, strict=True)),
+        sample=[tuple(r) for r in sample],
+    )
 
 
 def duplicate_messages(conn: psycopg.Connection, schema: str, chunk_keys: Sequence[str] | None = None):
@@ -71,39 +73,40 @@ def duplicate_messages(conn: psycopg.Connection, schema: str, chunk_keys: Sequen
         chunk_keys,
         "duplicate_messages",
         # a hash aggregate on the key columns (count(DISTINCT (a, b)) sorts row values: 4x slower)
-        "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {messages} m WHERE {m_scope} "
-        "GROUP BY m.waha_session, m.message_id HAVING count(*) > 1) d",
+        "SELECT sum(n - 1) FILTER (WHERE n > 1), sum(n) FROM (SELECT count(*) AS n FROM {messages} m "
+        "WHERE {m_scope} GROUP BY m.waha_session, m.message_id) d",
         "SELECT m.waha_session, m.message_id, count(*) FROM {messages} m WHERE {m_scope} "
         f"GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 3 DESC LIMIT {SAMPLE_SIZE}",
-        {"messages": "SELECT count(*) FROM {messages} m WHERE {m_scope}"},
+        ["messages"],
     )
 
 
 def messages_without_session(conn: psycopg.Connection, schema: str, chunk_keys: Sequence[str] | None = None):
     """Messages whose session_id is missing or names no session of the message's own chat."""
-    missing = (
+    joined = (
         "FROM {messages} m LEFT JOIN {sessions} s ON s.waha_session = m.waha_session "
-        "AND s.session_id = m.session_id AND s.chat_id = m.chat_id WHERE {m_scope} AND s.session_id IS NULL"
+        "AND s.session_id = m.session_id AND s.chat_id = m.chat_id WHERE {m_scope}"
     )
     return _run(
         conn,
         schema,
         chunk_keys,
         "messages_without_session",
-        f"SELECT count(*) {missing}",
-        f"SELECT m.waha_session, m.chat_id, m.message_id, m.session_id {missing} LIMIT {SAMPLE_SIZE}",
-        {
-            "messages": "SELECT count(*) FROM {messages} m WHERE {m_scope}",
-            "sessions": "SELECT count(*) FROM {sessions} s WHERE {s_scope}",
-        },
+        # a message joins at most one session (their key): count(*) counts the messages
+        "SELECT count(*) FILTER (WHERE s.session_id IS NULL), count(*), "
+        f"(SELECT count(*) FROM {{sessions}} s WHERE {{s_scope}}) {joined}",
+        f"SELECT m.waha_session, m.chat_id, m.message_id, m.session_id {joined} AND s.session_id IS NULL "
+        f"LIMIT {SAMPLE_SIZE}",
+        ["messages", "sessions"],
     )
 
 
 _COUNT_MISMATCH = (
     "FROM (SELECT m.waha_session, m.chat_id, count(*) AS n FROM {messages} m WHERE {m_scope} "
     "GROUP BY 1, 2) mc "
-    "FULL JOIN (SELECT s.waha_session, s.chat_id, sum(s.message_count) AS n FROM {sessions} s "
-    "WHERE {s_scope} GROUP BY 1, 2) sc USING (waha_session, chat_id) WHERE mc.n IS DISTINCT FROM sc.n"
+    "FULL JOIN (SELECT s.waha_session, s.chat_id, sum(s.message_count) AS n, "
+    "count(*) FILTER (WHERE s.message_count <> s.inbound_count + s.outbound_count) AS inconsistent "
+    "FROM {sessions} s WHERE {s_scope} GROUP BY 1, 2) sc USING (waha_session, chat_id)"
 )
 
 
@@ -114,21 +117,18 @@ def session_counts_mismatch(conn: psycopg.Connection, schema: str, chunk_keys: S
         schema,
         chunk_keys,
         "session_counts_mismatch",
-        f"SELECT count(*) {_COUNT_MISMATCH}",
-        f"SELECT waha_session, chat_id, mc.n, sc.n {_COUNT_MISMATCH} LIMIT {SAMPLE_SIZE}",
-        {
-            "chats": "SELECT count(*) FROM (SELECT FROM {messages} m WHERE {m_scope} "
-            "GROUP BY m.waha_session, m.chat_id) c",
-            "inconsistent_totals": "SELECT count(*) FROM {sessions} s WHERE {s_scope} "
-            "AND s.message_count <> s.inbound_count + s.outbound_count",
-        },
+        "SELECT count(*) FILTER (WHERE mc.n IS DISTINCT FROM sc.n), count(mc.n), sum(sc.inconsistent) "
+        + _COUNT_MISMATCH,
+        f"SELECT waha_session, chat_id, mc.n, sc.n {_COUNT_MISMATCH} WHERE mc.n IS DISTINCT FROM sc.n "
+        f"LIMIT {SAMPLE_SIZE}",
+        ["chats", "inconsistent_totals"],
     )
 
 
 _OVERLAPS = (
     "FROM (SELECT s.waha_session, s.chat_id, s.session_id, s.started_at, "
     "lag(s.ended_at) OVER (PARTITION BY s.waha_session, s.chat_id ORDER BY s.started_at, s.session_id) "
-    "AS previous_end FROM {sessions} s WHERE {s_scope}) x WHERE x.started_at <= x.previous_end"
+    "AS previous_end FROM {sessions} s WHERE {s_scope}) x"
 )
 
 
@@ -139,9 +139,10 @@ def overlapping_sessions(conn: psycopg.Connection, schema: str, chunk_keys: Sequ
         schema,
         chunk_keys,
         "overlapping_sessions",
-        f"SELECT count(*) {_OVERLAPS}",
-        f"SELECT waha_session, chat_id, session_id, started_at {_OVERLAPS} LIMIT {SAMPLE_SIZE}",
-        {"sessions": "SELECT count(*) FROM {sessions} s WHERE {s_scope}"},
+        f"SELECT count(*) FILTER (WHERE x.started_at <= x.previous_end), count(*) {_OVERLAPS}",
+        f"SELECT waha_session, chat_id, session_id, started_at {_OVERLAPS} "
+        f"WHERE x.started_at <= x.previous_end LIMIT {SAMPLE_SIZE}",
+        ["sessions"],
     )
 
 

@@ -32,6 +32,15 @@ def test_checks_pass_on_a_clean_import_and_report_figures(sync_env_factory):
     assert all(e.passed for e in evaluations.values())
     assert evaluations["no_duplicate_messages"].metadata["messages"].value == 300
     assert evaluations["no_duplicate_messages"].metadata["violations"].value == 0
+    # The figures beside each verdict come from the same pass over the rows as the verdict.
+    sessions = env.table("sessions", "1")
+    chats = env.table("messages", "1").select("waha_session", "chat_id").unique().height
+    figures = {name: {k: v.value for k, v in e.metadata.items()} for name, e in evaluations.items()}
+    assert figures["every_message_has_a_session"]["messages"] == 300
+    assert figures["every_message_has_a_session"]["sessions"] == sessions.height
+    assert figures["session_counts_add_up"]["chats"] == chats
+    assert figures["session_counts_add_up"]["inconsistent_totals"] == 0
+    assert figures["sessions_do_not_overlap"]["sessions"] == sessions.height
 
 
 def test_checks_fail_on_a_planted_duplicate(sync_env_factory):
