@@ -120,12 +120,22 @@ class SpoolWarmup:
                 return WarmupResult(requests=client.stats.requests)
             until = default_until()
             sessions = [s for s in self.settings.waha_sessions if self._reads_ahead(s, needs, engine)]
-            spools, _ = await asyncio.gather(
-                asyncio.gather(*(self._read_ahead(client, s, engine, until) for s in sessions)),
-                asyncio.gather(*(client.own_id(s) for s in sessions)),  # kept for the chunk runs
+            outcomes, _ = await asyncio.gather(
+                asyncio.gather(
+                    *(self._read_ahead(client, s, engine, until) for s in sessions), return_exceptions=True
+                ),
+                # kept for the chunk runs (which ask again if this fails)
+                asyncio.gather(*(client.own_id(s) for s in sessions), return_exceptions=True),
             )
-            spooled = tuple(s for s, spool in zip(sessions, spools, strict=True) if spool is not None)
-            return WarmupResult(spooled=spooled, requests=client.stats.requests)
+        by_session = dict(zip(sessions, outcomes, strict=True))
+        errors = [
+            f"{s}: {type(o).__name__}: {o}" for s, o in by_session.items() if isinstance(o, BaseException)
+        ]
+        return WarmupResult(
+            spooled=tuple(s for s, outcome in by_session.items() if isinstance(outcome, Spool)),
+            requests=client.stats.requests,
+            error="; ".join(errors) or None,
+        )
 
     def _whole_history_needs(self) -> dict[str, tuple[int, int]]:
         """Per registered session: (chats whose whole history is still to fetch, chats)."""

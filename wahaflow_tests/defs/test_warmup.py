@@ -8,6 +8,7 @@ import pytest
 
 from wahaflow.orchestrate.sync import run_sync
 from wahaflow.orchestrate.warmup import SpoolWarmup
+from wahaflow.settings import Settings
 from wahaflow.waha.client import client_from_settings
 from wahaflow.waha.spool import open_spool
 from wahaflow_tests.defs.test_pipeline import assert_matches_ground_truth
@@ -105,3 +106,12 @@ def test_a_stopped_warmup_leaves_no_spool(sync_env_factory):
         assert warmup.result().spooled == ()
         assert not list(warmup.group.glob("*/manifest.json"))
     assert not warmup.group.exists()
+
+
+def test_a_session_that_fails_to_read_ahead_does_not_hold_back_the_others(sync_env_factory, monkeypatch):
+    sync_env_factory(engine="NOWEB", chats=120, messages=900, sessions=("default", "work"))
+    monkeypatch.setenv("WAHA_SESSIONS", "default,ghost,work")  # no such session on the server
+    with SpoolWarmup(Settings(_env_file=None)) as warmup:
+        warmed = warmup.result()
+    assert warmed.spooled == ("default", "work")
+    assert warmed.error is not None and warmed.error.startswith("ghost: ")
