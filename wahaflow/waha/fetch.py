@@ -300,8 +300,7 @@ async def fetch_account_stream(
     message's chat is its `from`, which on these two engines is always the chat id (`key.remoteJid`
     / `Info.Chat`). `me_id` may be an awaitable (the session's id, asked while the stream is read).
     Returns None, so that the caller fetches chat by chat, when a message has no `from` or the
-    server does not serve the stream after all (an
-    engine changed since its version was asked).
+    server does not serve the stream after all (an engine changed since its version was asked).
     """
     started = time.monotonic()
     until = default_until() if until is None else until
