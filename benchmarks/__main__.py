@@ -78,9 +78,20 @@ RUNNERS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
 }
 
 
+def cpu_reference() -> float:
+    """Seconds a fixed pure-Python loop takes now (lower is faster). This VM's speed varies by half
+    within a day, so every section records it: compare figures of runs with similar references."""
+    started = time.perf_counter()
+    total = 0
+    for number in range(10_000_000):
+        total += number
+    return round(time.perf_counter() - started, 2)
+
+
 def run_section(name: str, quick: bool) -> dict[str, Any]:
     """One section's result: rows, note (why it was skipped or failed), seconds, when."""
     load = round(os.getloadavg()[0], 1)  # other work on the machine skews every number
+    reference = cpu_reference()
     started = time.monotonic()
     note = None
     rows: list[dict[str, Any]] = []
@@ -97,6 +108,7 @@ def run_section(name: str, quick: bool) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 1),
         "ran_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_before": load,
+        "cpu_reference_s": reference,
         "quick": quick,
     }
 
@@ -130,6 +142,8 @@ def render(results: dict[str, Any]) -> str:
         when = (
             f"{section['seconds']} s, {section['ran_at']}, load average {section.get('load_before')} before"
         )
+        if section.get("cpu_reference_s") is not None:
+            when += f", CPU reference {section['cpu_reference_s']} s (a fixed Python loop; lower is faster)"
         parts.append(f"## {name}\n\n_{when}_")
         if section["note"]:
             parts.append(section["note"])
