@@ -137,6 +137,8 @@ def _sync(
         report.seconds = time.perf_counter() - started
         return report
     report.waha_requests += discovery.waha_requests
+    if not warmup.wait(0):
+        _follow_read_ahead(warmup, console)
     warmed = warmup.result()
     report.waha_requests += warmed.requests
     if warmed.error is not None:
@@ -206,6 +208,20 @@ def _sync(
         report.totals = reads.table_counts(conn, postgres.db_schema)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _follow_read_ahead(warmup: SpoolWarmup, console: Console) -> None:
+    """A progress line while the warm-up is still reading ahead (the chunk runs wait for it)."""
+    columns = (TextColumn("[bold]Reading ahead"), TextColumn("{task.fields[read]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("read-ahead", read="")
+        while True:
+            done = warmup.wait(0.2)
+            read = warmup.progress
+            chats = f"{read.chats_done:,}/{read.chats_total:,} chats, " if read.chats_total else ""
+            progress.update(task, read=f"{chats}{read.messages:,} messages")
+            if done:
+                return
 
 
 def _spooled_weights(

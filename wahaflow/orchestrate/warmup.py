@@ -38,7 +38,7 @@ from wahaflow.waha.client import WahaClient, client_from_settings
 from wahaflow.waha.errors import WahaError
 from wahaflow.waha.fetch import STREAM_ENGINES, fetch_chats, spool_account_stream
 from wahaflow.waha.paging import default_until
-from wahaflow.waha.spool import Spool, chats_to_spool, group_directory, spool_lock
+from wahaflow.waha.spool import Spool, SpoolProgress, chats_to_spool, group_directory, spool_lock
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.embedded import database_url
 from wahaflow.warehouse.migrations import ensure_migrated
@@ -63,6 +63,8 @@ class SpoolWarmup:
         self.sync_id = uuid.uuid4().hex
         self.group = group_directory(settings.home_dir, settings.db_schema, self.sync_id)
         """The spool group of the sync: one spool per WAHA session under it."""
+        self.progress = SpoolProgress()
+        """What it has read so far (for a progress display)."""
         self._result = WarmupResult()
         self._stopping = threading.Event()
         self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[WarmupResult]] | None = None
@@ -77,6 +79,11 @@ class SpoolWarmup:
     ) -> None:
         self.stop()
         shutil.rmtree(self.group, ignore_errors=True)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the warm-up to end; whether it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def result(self) -> WarmupResult:
         """Wait until the warm-up is done, and say what it did."""
@@ -159,11 +166,15 @@ class SpoolWarmup:
         """The session's spool: its account stream, or else every listed chat's whole history."""
         directory = self.group / session
         if engine in STREAM_ENGINES:
-            spool, _ = await spool_account_stream(client, session, directory, until=until)
+            spool, _ = await spool_account_stream(
+                client, session, directory, until=until, progress=self.progress
+            )
             return spool
         chats, _, _ = await fetch_chats(client, session)
         async with spool_lock(directory):
-            return await chats_to_spool(client, session, directory, chats, until=until)
+            return await chats_to_spool(
+                client, session, directory, chats, until=until, progress=self.progress
+            )
 
 
 async def _engine(client: WahaClient) -> str | None:

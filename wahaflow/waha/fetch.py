@@ -45,7 +45,14 @@ from wahaflow.waha.normalize import (
     rejects_frame,
 )
 from wahaflow.waha.paging import ChatMessages, default_until
-from wahaflow.waha.spool import MissingChatField, Spool, open_spool, spool_lock, stream_to_spool
+from wahaflow.waha.spool import (
+    MissingChatField,
+    Spool,
+    SpoolProgress,
+    open_spool,
+    spool_lock,
+    stream_to_spool,
+)
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +352,13 @@ async def read_spooled_histories(
 
 
 async def spool_account_stream(
-    client: WahaClient, waha_session: str, spool_dir: Path, *, until: int, page_size: int = STREAM_PAGE_SIZE
+    client: WahaClient,
+    waha_session: str,
+    spool_dir: Path,
+    *,
+    until: int,
+    page_size: int = STREAM_PAGE_SIZE,
+    progress: SpoolProgress | None = None,
 ) -> tuple[Spool | None, bool]:
     """The session's account stream spooled in `spool_dir`: read from WAHA up to `until`, unless a
     complete spool is already there (another run's, or a sync's warm-up). Writers take the spool's
@@ -360,9 +373,10 @@ async def spool_account_stream(
         if spool is not None:
             return spool, False
         try:
-            return await stream_to_spool(
-                client, waha_session, spool_dir, until=until, page_size=page_size
-            ), True
+            spool = await stream_to_spool(
+                client, waha_session, spool_dir, until=until, page_size=page_size, progress=progress
+            )
+            return spool, True
         except MissingChatField as missing:
             log.warning("%s; fetching chat by chat", missing)
         except (WahaRequestError, WahaNotFound) as refused:

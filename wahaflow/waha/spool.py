@@ -97,6 +97,15 @@ class Spool:
         return pl.read_parquet(path) if path.exists() else schemas.empty(schemas.REJECTS)
 
 
+@dataclass
+class SpoolProgress:
+    """How far spool writers have read, updated as pages arrive (another thread may read it)."""
+
+    messages: int = 0
+    chats_done: int = 0  # chat by chat only (`chats_to_spool`)
+    chats_total: int = 0
+
+
 def open_spool(directory: Path, *, max_age: float = MAX_AGE_SECONDS) -> Spool | None:
     """The complete spool in `directory`, or None (absent, incomplete, or too old: then removed)."""
     try:
@@ -115,12 +124,20 @@ def remove_spool(directory: Path) -> None:
 
 
 async def stream_to_spool(
-    client: WahaClient, waha_session: str, directory: Path, *, until: int, page_size: int
+    client: WahaClient,
+    waha_session: str,
+    directory: Path,
+    *,
+    until: int,
+    page_size: int,
+    progress: SpoolProgress | None = None,
 ) -> Spool:
-    """Read the session's whole stream up to `until` into `directory` (replacing what is there).
+    """Read the session's whole stream up to `until` into `directory` (replacing what is there),
+    counting the messages in `progress` as pages arrive.
 
     Raises `MissingChatField` (and leaves no spool) when an item has no `from`.
     """
+    progress = progress or SpoolProgress()
     remove_spool_files(directory)
     directory.mkdir(parents=True, exist_ok=True)
     before = client.stats.snapshot()
@@ -134,6 +151,7 @@ async def stream_to_spool(
         routed.write_parquet(directory / f"page-{pages:05d}.parquet", row_group_size=ROW_GROUP_ROWS)
         pages += 1
         messages += routed.height
+        progress.messages += routed.height
 
     try:
         result = await client.chat_messages(
@@ -154,15 +172,19 @@ async def chats_to_spool(
     *,
     until: int,
     rows_per_file: int = 10_000,
+    progress: SpoolProgress | None = None,
 ) -> Spool:
     """Read the whole history of every chat of `chats` (CHATS rows: `chat_id`, and `waha_chat_id`,
     the id used in request paths) up to `until` into `directory`, chat by chat and concurrently: the
     read-ahead for engines without the account stream (WEBJS).
 
-    Pages are written as they arrive, `rows_per_file` messages a file. The spool lists the chats it
-    holds whole (`Spool.chats`): a chat whose requests fail for good is left out, and its chunk run
-    fetches it. A refused key or an unknown session fails the whole spool (and leaves none).
+    Pages are written as they arrive, `rows_per_file` messages a file; `progress` counts the
+    messages and chats as they come. The spool lists the chats it holds whole (`Spool.chats`): a
+    chat whose requests fail for good is left out, and its chunk run fetches it. A refused key or
+    an unknown session fails the whole spool (and leaves none).
     """
+    progress = progress or SpoolProgress()
+    progress.chats_total += chats.height
     remove_spool_files(directory)
     directory.mkdir(parents=True, exist_ok=True)
     before = client.stats.snapshot()
@@ -185,11 +207,13 @@ async def chats_to_spool(
         def keep(page: pl.DataFrame) -> None:
             buffered.append(page.with_columns(pl.lit(chat_id, pl.String).alias("chat_id")))
             counts["buffered"] += page.height
+            progress.messages += page.height
             if counts["buffered"] >= rows_per_file:
                 flush()
 
         result = await client.chat_messages(waha_session, path_id, since=None, until=until, on_page=keep)
         rejects.extend(result.rejects)
+        progress.chats_done += 1
 
     chat_ids: list[str] = chats.get_column("chat_id").to_list()
     path_ids = chats.get_column("waha_chat_id").fill_null(chats.get_column("chat_id")).to_list()

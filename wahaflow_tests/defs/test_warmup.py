@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
+from rich.console import Console
 
 from wahaflow.orchestrate.sync import run_sync
 from wahaflow.orchestrate.warmup import SpoolWarmup
@@ -38,8 +40,10 @@ def test_a_first_import_is_read_ahead_and_its_runs_read_the_spool(sync_env_facto
         assert warmed.spooled == (session,) and warmed.error is None
         spool = open_spool(warmup.group / session)
         assert spool is not None and spool.messages >= env.simulator.account.ground_truth_messages().height
+        assert warmup.progress.messages == spool.messages  # what a progress display shows
         if engine == "WEBJS":
             assert spool.chats is not None and len(spool.chats) == 120
+            assert warmup.progress.chats_done == warmup.progress.chats_total == 120
         # The engine and the session's own id are kept for the discovery and the chunk runs.
         assert _kept_answers_ask_nothing(env.settings, session)
         read_ahead = _message_requests(env)
@@ -115,3 +119,14 @@ def test_a_session_that_fails_to_read_ahead_does_not_hold_back_the_others(sync_e
         warmed = warmup.result()
     assert warmed.spooled == ("default", "work")
     assert warmed.error is not None and warmed.error.startswith("ghost: ")
+
+
+def test_the_sync_shows_the_read_ahead_while_its_runs_wait_for_it(sync_env_factory):
+    # 500 ms a request: the warm-up (5 sequential round trips) outlasts the discovery (one).
+    env = sync_env_factory(engine="WEBJS", chats=120, messages=900, chunk_size=40, latency_ms=500)
+    console = Console(file=io.StringIO(), width=200)
+    report = run_sync(env.settings, env.instance, defs=env.defs, console=console)
+    assert report.ok
+    shown = console.file.getvalue()
+    assert "Reading ahead" in shown and "120/120 chats" in shown
+    assert_matches_ground_truth(env)
