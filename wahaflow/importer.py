@@ -32,7 +32,7 @@ from wahaflow.waha.fetch import (
 )
 from wahaflow.waha.normalize import Reject, reject, rejects_frame
 from wahaflow.waha.paging import default_until
-from wahaflow.waha.spool import open_spool
+from wahaflow.waha.spool import Spool, open_spool
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.writes import TableWrite, TableWrites, write_all
 from wahaflow.webhook.apply import InboxBatch, key_id_expr, mark_processed, pending_events
@@ -325,9 +325,15 @@ async def import_chunks(
         for waha_session in sessions:
             session_chats = planned.filter(pl.col("waha_session") == waha_session)
             spool_dir = spool_root / waha_session if spool_root is not None else None
+            # a spool written earlier (another run's, or the sync's warm-up) is always read
+            spooled = open_spool(spool_dir) if spool_dir is not None else None
             whole_histories = session_chats.filter(pl.col("since").is_null()).height
-            stream = streams and _worth_streaming(
-                whole_histories, needs.get(waha_session), spool_dir, stream_min_chats
+            stream = (
+                streams
+                and spooled is None
+                and _worth_streaming(
+                    whole_histories, needs.get(waha_session), spool_dir is not None, stream_min_chats
+                )
             )
             results, covered_until[waha_session] = await _fetch_session(
                 client,
@@ -336,6 +342,7 @@ async def import_chunks(
                 session_chats,
                 until=until,
                 stream=stream,
+                spooled=spooled,
                 spool_dir=spool_dir,
             )
             for result in results:
@@ -401,19 +408,19 @@ async def _fetch_session(
     *,
     until: int,
     stream: bool,
+    spooled: Spool | None,
     spool_dir: Path | None,
 ) -> tuple[list[ChunkFetch], int]:
-    """Fetch one session's planned `chats`: the whole histories from a complete spool in `spool_dir`
+    """Fetch one session's planned `chats`: the whole histories from `spooled`, a complete spool
     (the stream's, or a sync's read-ahead of chat histories: those it holds) or, with `stream`, from
-    the account stream (through the spool); the rest chat by chat. Returns the fetches and the bound
-    they cover: `until`, or the end of a spool written earlier (then the chat-by-chat fetches stop
-    there too)."""
+    the account stream (through a spool in `spool_dir`); the rest chat by chat. Returns the fetches
+    and the bound they cover: `until`, or the end of a spool written earlier (then the chat-by-chat
+    fetches stop there too)."""
     results: list[ChunkFetch] = []
     whole = chats.filter(pl.col("since").is_null())
     if not whole.is_empty():
         fetched: ChunkFetch | None = None
         held = whole
-        spooled = open_spool(spool_dir) if spool_dir is not None else None
         if spooled is not None:  # the stream's spool, or a read-ahead of some chats' histories
             held = whole.filter(spooled.covers(whole.get_column("chat_id")))
             fetched = await read_spooled_histories(spooled, own_id, held)
@@ -431,20 +438,17 @@ async def _fetch_session(
 
 
 def _worth_streaming(
-    run_needs: int, account_needs: tuple[int, int] | None, spool_dir: Path | None, min_chats: int
+    run_needs: int, account_needs: tuple[int, int] | None, shared: bool, min_chats: int
 ) -> bool:
     """Whether to read a session's whole stream for the `run_needs` whole histories this run needs.
 
-    `account_needs` is (whole histories the account needs, chats in the account). A spool already
-    written (by another run of the same group, or a sync's warm-up) is always worth reading.
-    Otherwise the stream (the whole account) pays off when the histories it serves are many and a
-    good share of the account: this run's alone, or, with a spool to share, those every run of the
+    `account_needs` is (whole histories the account needs, chats in the account). The stream (the
+    whole account) pays off when the histories it serves are many and a good share of the account:
+    this run's alone, or, when the spool is `shared` by the runs of a group, those every run of the
     group will need.
     """
-    if spool_dir is not None and open_spool(spool_dir) is not None:
-        return True
     needed, total = account_needs or (run_needs, run_needs)
-    served = needed if spool_dir is not None else run_needs
+    served = needed if shared else run_needs
     return stream_pays_off(served, total, min_chats)
 
 
@@ -469,11 +473,17 @@ async def _server_version(
         return None
 
 
+async def server_engine(client: WahaClient, *, max_age: float = VERSION_TTL_SECONDS) -> str | None:
+    """The server's engine, upper case (None when it does not say or cannot be asked)."""
+    server = await _server_version(client, max_age=max_age)
+    if server is None:
+        return None
+    return (server.engine or "").upper() or None
+
+
 async def _can_stream(client: WahaClient) -> bool:
     """Whether the server's engine serves `chats/all/messages` (unknown engine: no)."""
-    server = await _server_version(client)
-    engine = server.engine if server else None
-    return (engine or "").upper() in STREAM_ENGINES
+    return await server_engine(client) in STREAM_ENGINES
 
 
 STREAM_MIN_SHARE = 0.2

@@ -32,10 +32,9 @@ from types import TracebackType
 
 import psycopg
 
-from wahaflow.importer import DISCOVERY_VERSION_AGE, stream_pays_off
+from wahaflow.importer import DISCOVERY_VERSION_AGE, server_engine, stream_pays_off
 from wahaflow.settings import Settings
 from wahaflow.waha.client import WahaClient, client_from_settings
-from wahaflow.waha.errors import WahaError
 from wahaflow.waha.fetch import STREAM_ENGINES, fetch_chats, spool_account_stream
 from wahaflow.waha.paging import default_until
 from wahaflow.waha.spool import Spool, SpoolProgress, chats_to_spool, group_directory, spool_lock
@@ -121,7 +120,8 @@ class SpoolWarmup:
             # The engine (kept for this process: the discovery and the chunk runs reuse the answer),
             # and what the registry says of each session, both at once.
             engine, needs = await asyncio.gather(
-                _engine(client), asyncio.to_thread(self._whole_history_needs)
+                server_engine(client, max_age=DISCOVERY_VERSION_AGE),
+                asyncio.to_thread(self._whole_history_needs),
             )
             if engine is None:
                 return WarmupResult(requests=client.stats.requests)
@@ -175,12 +175,3 @@ class SpoolWarmup:
             return await chats_to_spool(
                 client, session, directory, chats, until=until, progress=self.progress
             )
-
-
-async def _engine(client: WahaClient) -> str | None:
-    """The server's engine, upper case (None when it does not say or cannot be asked)."""
-    try:
-        server = await client.server_version(max_age=DISCOVERY_VERSION_AGE)
-    except WahaError:
-        return None
-    return (server.engine or "").upper() or None
