@@ -25,11 +25,10 @@ from wahaflow.waha.fetch import (
     STREAM_ENGINES,
     ChunkFetch,
     fetch_account_stream,
-    fetch_chats,
     fetch_chunk,
-    fetch_contacts,
     read_spooled_histories,
 )
+from wahaflow.waha.listings import take_listing
 from wahaflow.waha.normalize import Reject, reject, rejects_frame
 from wahaflow.waha.paging import default_until
 from wahaflow.waha.spool import Spool, open_spool
@@ -262,27 +261,25 @@ async def discover(
     """List every session's chats and address book; assign new chats to chunks."""
     started = time.perf_counter()
     before = client.stats.snapshot()
-    chats, contacts, rejects = [], [], []
-    # every session's chat list and address book at once, and the server's version and engine (kept
-    # for the chunk runs of this process: whether they can read the account stream)
+    # every session's chat list and address book at once (or those the warm-up listed), and the
+    # server's version and engine (kept for the chunk runs of this process: whether they can read
+    # the account stream)
     server, *listings = await asyncio.gather(
-        _server_version(client, max_age=DISCOVERY_VERSION_AGE),
-        *(asyncio.gather(fetch_chats(client, s), fetch_contacts(client, s)) for s in sessions),
+        _server_version(client, max_age=DISCOVERY_ANSWER_AGE),
+        *(take_listing(client, s, max_age=DISCOVERY_ANSWER_AGE) for s in sessions),
     )
-    for (listed, chat_rejects, _), (book, book_rejects) in listings:
-        chats.append(listed)
-        contacts.append(book)
-        rejects.extend([chat_rejects, book_rejects])
-    listed_all = pl.concat([schemas.conform(c, schemas.CHATS) for c in chats])
+    listed_all = pl.concat([schemas.conform(listing.chats, schemas.CHATS) for listing in listings])
     rows, new_keys = register(listed_all, registered, chunk_size)
     done = client.stats.minus(before)
     return Discovery(
         chats=schemas.conform(rows, schemas.CHATS),
         new_chunk_keys=new_keys,
-        contacts=schemas.conform(pl.concat(contacts, how="diagonal_relaxed"), schemas.CONTACTS).unique(
-            subset=["waha_session", "contact_id"], keep="last", maintain_order=True
+        contacts=schemas.conform(
+            pl.concat([listing.contacts for listing in listings], how="diagonal_relaxed"), schemas.CONTACTS
+        ).unique(subset=["waha_session", "contact_id"], keep="last", maintain_order=True),
+        rejects=schemas.conform(
+            pl.concat([listing.rejects for listing in listings], how="diagonal_relaxed"), schemas.REJECTS
         ),
-        rejects=schemas.conform(pl.concat(rejects, how="diagonal_relaxed"), schemas.REJECTS),
         stats={"seconds": time.perf_counter() - started, "requests": done.requests, "retries": done.retries},
         server=server,
     )
@@ -458,9 +455,9 @@ def stream_pays_off(histories: int, chats: int, min_chats: int) -> bool:
     return histories >= max(min_chats, STREAM_MIN_SHARE * chats)
 
 
-DISCOVERY_VERSION_AGE = 30.0
-"""Discovery asks the server's version and engine again unless this process did within this many
-seconds (a sync's warm-up asks first: `wahaflow.orchestrate.warmup`)."""
+DISCOVERY_ANSWER_AGE = 30.0
+"""Discovery asks the server's version and engine, and lists a session, again unless this process
+did within this many seconds (a sync's warm-up asks first: `wahaflow.orchestrate.warmup`)."""
 
 
 async def _server_version(

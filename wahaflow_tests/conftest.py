@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from wahaflow.waha import client
+from wahaflow.waha import client, listings
 
 pytest_plugins = [
     "wahaflow_tests.plugins.postgres",
@@ -15,8 +15,11 @@ pytest_plugins = [
 
 @pytest.fixture(autouse=True)
 def _forget_kept_answers() -> Iterator[None]:
-    """Every test starts without the process-wide answers to `server_version` and `own_id`
-    (servers' ports are reused across tests, with other engines and accounts)."""
+    """Every test starts without the process-wide answers to `server_version` and `own_id`, and
+    without listings read ahead (servers' ports are reused across tests, with other engines and
+    accounts)."""
     client.forget_kept_answers()
+    listings.drop_listings()
     yield
     client.forget_kept_answers()
+    listings.drop_listings()

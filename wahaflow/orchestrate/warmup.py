@@ -6,8 +6,10 @@ its own, into the spool every run of the sync shares (`wahaflow.waha.spool`):
 
 - on engines with an account-wide stream (NOWEB, GOWS), the session's stream, which the chunk runs
   of a first import (or of `--full`) would read anyway;
-- on other engines (WEBJS), the whole history of every chat of a session that has none stored yet
-  (it lists the chats itself: one more request than the discovery's own listing).
+- on other engines (WEBJS), the whole history of every chat of a session that has none stored yet.
+
+It lists every session's chats and contacts first, for the discovery of the sync to take
+(`wahaflow.waha.listings`), and on WEBJS reads the chats of that listing.
 
 So the requests overlap Dagster's start instead of following it (so does asking each session's own
 id, which the chunk runs need and `WahaClient.own_id` keeps), and `sync` knows every chunk's
@@ -27,15 +29,17 @@ import contextlib
 import shutil
 import threading
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from types import TracebackType
 
 import psycopg
 
-from wahaflow.importer import DISCOVERY_VERSION_AGE, server_engine, stream_pays_off
+from wahaflow.importer import DISCOVERY_ANSWER_AGE, server_engine, stream_pays_off
 from wahaflow.settings import Settings
 from wahaflow.waha.client import WahaClient, client_from_settings
-from wahaflow.waha.fetch import STREAM_ENGINES, fetch_chats, spool_account_stream
+from wahaflow.waha.fetch import STREAM_ENGINES, spool_account_stream
+from wahaflow.waha.listings import Listing, drop_listings, list_ahead
 from wahaflow.waha.paging import default_until
 from wahaflow.waha.spool import Spool, SpoolProgress, chats_to_spool, group_directory, spool_lock
 from wahaflow.warehouse import reads
@@ -65,6 +69,7 @@ class SpoolWarmup:
         self.progress = SpoolProgress()
         """What it has read so far (for a progress display)."""
         self._result = WarmupResult()
+        self._server: str | None = None
         self._stopping = threading.Event()
         self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[WarmupResult]] | None = None
         self._thread = threading.Thread(target=self._run, name="wahaflow-warmup", daemon=True)
@@ -77,6 +82,8 @@ class SpoolWarmup:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+        if self._server is not None:
+            drop_listings(self._server)  # those the discovery did not take
         shutil.rmtree(self.group, ignore_errors=True)
 
     def wait(self, timeout: float) -> bool:
@@ -117,22 +124,29 @@ class SpoolWarmup:
 
     async def _warm(self) -> WarmupResult:
         async with client_from_settings(self.settings) as client:
-            # The engine (kept for this process: the discovery and the chunk runs reuse the answer),
-            # and what the registry says of each session, both at once.
+            self._server = client.base_url
+            # Every session's listing, for the discovery (`take_listing`), the engine (kept for
+            # this process: the discovery and the chunk runs reuse the answer), and what the
+            # registry says of each session, all at once.
+            listings = {s: list_ahead(client, s) for s in self.settings.waha_sessions}
             engine, needs = await asyncio.gather(
-                server_engine(client, max_age=DISCOVERY_VERSION_AGE),
+                server_engine(client, max_age=DISCOVERY_ANSWER_AGE),
                 asyncio.to_thread(self._whole_history_needs),
             )
             if engine is None:
+                await asyncio.gather(*listings.values(), return_exceptions=True)
                 return WarmupResult(requests=client.stats.requests)
             until = default_until()
             sessions = [s for s in self.settings.waha_sessions if self._reads_ahead(s, needs, engine)]
-            outcomes, _ = await asyncio.gather(
+            outcomes, *_ = await asyncio.gather(
                 asyncio.gather(
-                    *(self._read_ahead(client, s, engine, until) for s in sessions), return_exceptions=True
+                    *(self._read_ahead(client, s, engine, until, listings[s]) for s in sessions),
+                    return_exceptions=True,
                 ),
                 # kept for the chunk runs (which ask again if this fails)
                 asyncio.gather(*(client.own_id(s) for s in sessions), return_exceptions=True),
+                # the discovery's (which lists again if one fails)
+                asyncio.gather(*listings.values(), return_exceptions=True),
             )
         by_session = dict(zip(sessions, outcomes, strict=True))
         errors = [
@@ -162,7 +176,9 @@ class SpoolWarmup:
             return stream_pays_off(needed, chats, self.settings.stream_min_chats)
         return needed == chats
 
-    async def _read_ahead(self, client: WahaClient, session: str, engine: str, until: int) -> Spool | None:
+    async def _read_ahead(
+        self, client: WahaClient, session: str, engine: str, until: int, listing: Awaitable[Listing]
+    ) -> Spool | None:
         """The session's spool: its account stream, or else every listed chat's whole history."""
         directory = self.group / session
         if engine in STREAM_ENGINES:
@@ -170,7 +186,7 @@ class SpoolWarmup:
                 client, session, directory, until=until, progress=self.progress
             )
             return spool
-        chats, _, _ = await fetch_chats(client, session)
+        chats = (await listing).chats
         async with spool_lock(directory):
             return await chats_to_spool(
                 client, session, directory, chats, until=until, progress=self.progress

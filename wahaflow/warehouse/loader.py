@@ -266,9 +266,10 @@ def load_frame(
 ) -> LoadResult:
     """Write `frame` into `schema.table` atomically (a savepoint inside the caller's transaction).
 
-    A merge whose rows are all new (`assume_new`, or an empty table) is tried first as one COPY
-    straight into the table, at the speed of a plain `\\copy`; if any key exists after all (a unique
-    violation), that attempt is rolled back to its savepoint and the rows are merged as usual.
+    A load into an empty table, or a merge whose rows are all new (`assume_new`), is tried first as
+    one COPY straight into the table, at the speed of a plain `\\copy`; if any key exists after all
+    (a unique violation), that attempt is rolled back to its savepoint and the rows are merged as
+    usual.
 
     `mode="replace"` deletes the scope first: with `replace_scope`, the target rows whose
     `replace_scope` columns match a tuple present in the frame; else with `partition_keys`, the rows
@@ -291,7 +292,7 @@ def load_frame(
     stage = sql.Identifier(f"stage_{uuid.uuid4().hex[:16]}")
     copy_seconds = 0.0
     inserted = updated = deleted = 0
-    if mode == "merge" and frame.height and (assume_new or _is_empty(conn, target)):
+    if frame.height and ((mode == "merge" and assume_new) or _is_empty(conn, target)):
         try:
             with conn.transaction():
                 copy_frame(conn, target.ident, frame)

@@ -20,6 +20,11 @@ def _message_requests(env) -> int:
     return env.simulator.stats.by_route.get("messages", 0)
 
 
+def _listing_requests(env) -> int:
+    routes = env.simulator.stats.by_route
+    return routes.get("chats", 0) + routes.get("contacts_all", 0)
+
+
 def _kept_answers_ask_nothing(settings, session: str) -> bool:
     async def ask() -> int:
         async with client_from_settings(settings) as client:
@@ -47,9 +52,11 @@ def test_a_first_import_is_read_ahead_and_its_runs_read_the_spool(sync_env_facto
         # The engine and the session's own id are kept for the discovery and the chunk runs.
         assert _kept_answers_ask_nothing(env.settings, session)
         read_ahead = _message_requests(env)
+        listings = _listing_requests(env)
         report = run_sync(env.settings, env.instance, defs=env.defs, warmup=warmup)
         assert report.ok
         assert _message_requests(env) == read_ahead  # the runs read the spool, not WAHA
+        assert _listing_requests(env) == listings  # the discovery took the warm-up's listing
         assert report.waha_requests >= warmed.requests
     assert_matches_ground_truth(env)
     assert not warmup.group.exists(), "the sync's spool outlived it"
@@ -77,11 +84,11 @@ def test_chats_missing_from_a_read_ahead_are_fetched_by_their_runs(sync_env_fact
 def test_nothing_is_read_ahead_for_an_imported_account(sync_env_factory, engine):
     env = sync_env_factory(engine=engine, chats=120, messages=900, chunk_size=40)
     assert env.sync().ok
-    before = _message_requests(env), env.simulator.stats.by_route.get("chats", 0)
+    before = _message_requests(env)
     with SpoolWarmup(env.settings) as warmup:  # every chat synced: the runs fetch only what is new
         warmed = warmup.result()
     assert warmed.spooled == () and warmed.error is None
-    assert (_message_requests(env), env.simulator.stats.by_route.get("chats", 0)) == before
+    assert _message_requests(env) == before  # only the listing, for the discovery
     with SpoolWarmup(env.settings, full=True) as warmup:  # `--full` reads every history again
         assert warmup.result().spooled == tuple(env.simulator.accounts)
 

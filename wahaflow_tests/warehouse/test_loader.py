@@ -241,7 +241,11 @@ def test_replace_scope_replaces_the_chats_present_in_the_frame(
         ]
 
     first = pl.DataFrame(sessions("a", 3, "x") + sessions("b", 2, "x"), schema=schemas.SESSIONS)
-    load_frame(conn, wh_schema, "sessions", first, mode="replace", replace_scope=["waha_session", "chat_id"])
+    result = load_frame(
+        conn, wh_schema, "sessions", first, mode="replace", replace_scope=["waha_session", "chat_id"]
+    )
+    # Empty table: nothing to replace, one COPY straight into it.
+    assert (result.deleted, result.inserted) == (0, 5) and result.copy_seconds == result.seconds
     second = pl.DataFrame(sessions("a", 1, "y"), schema=schemas.SESSIONS)
     result = load_frame(
         conn, wh_schema, "sessions", second, mode="replace", replace_scope=["waha_session", "chat_id"]
