@@ -44,7 +44,6 @@ from wahaflow.waha.paging import default_until
 from wahaflow.waha.spool import Spool, SpoolProgress, chats_to_spool, group_directory, spool_lock
 from wahaflow.warehouse import reads
 from wahaflow.warehouse.embedded import database_url
-from wahaflow.warehouse.migrations import ensure_migrated
 
 
 @dataclass(frozen=True)
@@ -129,12 +128,15 @@ class SpoolWarmup:
             # this process: the discovery and the chunk runs reuse the answer), and what the
             # registry says of each session, all at once.
             listings = {s: list_ahead(client, s) for s in self.settings.waha_sessions}
+            # the warehouse migrations, as any command runs them first (the decision below does
+            # not wait for them: without a registry, nothing was ever listed)
+            migrated = asyncio.ensure_future(asyncio.to_thread(self._migrate))
             engine, needs = await asyncio.gather(
                 server_engine(client, max_age=DISCOVERY_ANSWER_AGE),
                 asyncio.to_thread(self._whole_history_needs),
             )
             if engine is None:
-                await asyncio.gather(*listings.values(), return_exceptions=True)
+                await asyncio.gather(migrated, *listings.values(), return_exceptions=True)
                 return WarmupResult(requests=client.stats.requests)
             until = default_until()
             sessions = [s for s in self.settings.waha_sessions if self._reads_ahead(s, needs, engine)]
@@ -147,6 +149,8 @@ class SpoolWarmup:
                 asyncio.gather(*(client.own_id(s) for s in sessions), return_exceptions=True),
                 # the discovery's (which lists again if one fails)
                 asyncio.gather(*listings.values(), return_exceptions=True),
+                # (a failed migration fails again, and is reported, in the sync's first run)
+                asyncio.gather(migrated, return_exceptions=True),
             )
         by_session = dict(zip(sessions, outcomes, strict=True))
         errors = [
@@ -158,13 +162,17 @@ class SpoolWarmup:
             error="; ".join(errors) or None,
         )
 
+    def _migrate(self) -> None:
+        # Imported here, in a worker thread, while the first requests are in flight: the warehouse
+        # tables (SQLAlchemy) are not needed to start them.
+        from wahaflow.warehouse.migrations import ensure_migrated
+
+        ensure_migrated(database_url(self.settings), self.settings.db_schema)
+
     def _whole_history_needs(self) -> dict[str, tuple[int, int]]:
         """Per registered session: (chats whose whole history is still to fetch, chats)."""
-        settings = self.settings
-        url = database_url(settings)
-        ensure_migrated(url, settings.db_schema)
-        with psycopg.connect(url) as conn:
-            return reads.whole_history_needs(conn, settings.db_schema, full=self.full)
+        with psycopg.connect(database_url(self.settings)) as conn:
+            return reads.whole_history_needs(conn, self.settings.db_schema, full=self.full)
 
     def _reads_ahead(self, session: str, needs: dict[str, tuple[int, int]], engine: str) -> bool:
         """Whether the chunk runs of this sync would read `session`'s whole stream (NOWEB, GOWS), or

@@ -115,7 +115,11 @@ def whole_history_needs(
     conn: psycopg.Connection, db_schema: str, *, full: bool
 ) -> dict[str, tuple[int, int]]:
     """Per WAHA session: (chats whose whole history is still to fetch, chats in the registry). The
-    former are the never-synced chats, or every chat with `full`."""
+    former are the never-synced chats, or every chat with `full`. Empty when the registry table does
+    not exist yet (the warehouse migrations have not run)."""
+    registry = conn.execute("SELECT to_regclass(%s)", [sql.Identifier(db_schema, "chats").as_string(conn)])
+    if registry.fetchone() == (None,):
+        return {}
     needed = sql.SQL("count(*)") if full else sql.SQL("count(*) FILTER (WHERE synced_until IS NULL)")
     query = sql.SQL("SELECT waha_session, {}, count(*) FROM {} GROUP BY 1").format(
         needed, sql.Identifier(db_schema, "chats")
