@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from wahaflow.settings import Settings
-    from wahaflow.waha.paging import ChatMessages
+    from wahaflow.waha.paging import ChatMessages, Window
 
 log = logging.getLogger(__name__)
 
@@ -628,11 +628,13 @@ class WahaClient:
         until: float | None = None,
         page_size: int | None = None,
         on_page: Callable[[pl.DataFrame], None] | None = None,
+        part: Window | None = None,
     ) -> ChatMessages:
         """Every message of one chat with `since <= timestamp <= until` (see `paging`); with
-        `on_page`, pages are handed over as they arrive instead of kept."""
+        `on_page`, pages are handed over as they arrive instead of kept; with `part`, that window
+        is read instead, as it shrinks (`paging.Window`)."""
         from wahaflow.waha.paging import fetch_chat_messages
 
         return await fetch_chat_messages(
-            self, session, chat_id, since=since, until=until, page_size=page_size, on_page=on_page
+            self, session, chat_id, since=since, until=until, page_size=page_size, on_page=on_page, part=part
         )

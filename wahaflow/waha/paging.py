@@ -24,10 +24,15 @@ WEBJS short pages before the end). Instead, for one chat:
    crash is treated as an empty page instead of failing the chat on every run.
 
 A chat with fewer than `page_size` messages costs exactly one request.
+
+A reader can be given its `Window` to read: its lower bound may then be raised while it reads, so
+that other readers take the older part (the account stream is read by several readers at once:
+`wahaflow.waha.spool`). `oldest_timestamp` asks where a history starts, to split it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -80,6 +85,17 @@ class ChatMessages:
         return window(frame, self.since, self.until).unique(subset="id", keep="last", maintain_order=True)
 
 
+@dataclass
+class Window:
+    """The part `[low, high]` (unix seconds, both inclusive) of a history a reader has yet to read,
+    newest first: `high` moves down as pages arrive, and `low` may be raised meanwhile by whoever
+    hands the older part to another reader. `more` is set once a page comes back full."""
+
+    low: float
+    high: float
+    more: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+
 def window(frame: pl.DataFrame, since: float | None, until: float) -> pl.DataFrame:
     """The rows of `frame` with `since <= timestamp <= until`."""
     inside = pl.col("timestamp") <= float(until)
@@ -97,28 +113,32 @@ async def fetch_chat_messages(
     until: float | None = None,
     page_size: int | None = None,
     on_page: Callable[[pl.DataFrame], None] | None = None,
+    part: Window | None = None,
 ) -> ChatMessages:
     """Every message of `chat_id` (the id as listed, used in the path) with `since <= timestamp <=
     until` (unix seconds, both inclusive; `until` defaults to now - 1 s, frozen for the whole fetch).
 
     With `on_page`, each non-empty page goes to it as it arrives instead of into `frames` (the
-    consumer then applies the window and de-duplicates: boundary seconds are read twice)."""
+    consumer then applies the window and de-duplicates: boundary seconds are read twice). With
+    `part`, the reader reads that window instead of `since`/`until`, as it shrinks (see `Window`);
+    a page asked before its `low` was raised may reach below it."""
     from wahaflow.waha.client import CallStats
 
     page_size = page_size or client.page_size
     until = default_until() if until is None else until
-    low = max(1.0, float(since)) if since is not None else 1.0
-    high = float(until)
+    if part is None:
+        part = Window(low=max(1.0, float(since)) if since is not None else 1.0, high=float(until))
+    else:
+        since, until = part.low, part.high
     result = ChatMessages(since=since, until=until)
-    if low > high:
-        return result
 
     path = client.path("api", session, "chats", chat_id, "messages")
     source = f"GET /api/{session}/chats/{chat_id}/messages"
     parse = partial(parse_message_page, source=source)
     call = CallStats()
     limit = page_size
-    while True:
+    while part.low <= part.high:
+        low, high = part.low, part.high
         params = {
             "sortBy": "timestamp",
             "sortOrder": "desc",
@@ -143,6 +163,7 @@ async def fetch_chat_messages(
         result.rejects.extend(page.rejects)
         if page.count < limit:
             break  # short page: nothing older in the window
+        part.more.set()
         stamps = page.frame.get_column("timestamp")
         if result.trusted and not _window_and_order_honoured(stamps, low, high):
             result.trusted = False
@@ -157,11 +178,35 @@ async def fetch_chat_messages(
         if not result.trusted or oldest is None or oldest >= high:  # type: ignore[operator]
             limit *= 2  # a full page in one second (or an untrusted server): widen, don't loop
             continue
-        high = float(oldest)  # type: ignore[arg-type]
+        part.high = float(oldest)  # type: ignore[arg-type]
         limit = page_size
     result.requests = call.requests
     result.retries = call.retries
     return result
+
+
+async def oldest_timestamp(client: WahaClient, session: str, chat_id: str, *, until: float) -> float | None:
+    """The timestamp of the oldest message of `chat_id` at or before `until` (one request of one
+    message, oldest first), or None when there is none. A server that ignores `sortOrder` answers
+    with a newer one: then the answer is only too late, never wrong for a split."""
+    source = f"GET /api/{session}/chats/{chat_id}/messages"
+    params = {
+        "sortBy": "timestamp",
+        "sortOrder": "asc",
+        "limit": 1,
+        "offset": 0,
+        "downloadMedia": "false",
+        "filter.timestamp.gte": 1,
+        "filter.timestamp.lte": _param(until),
+    }
+    page = await client.get(
+        client.path("api", session, "chats", chat_id, "messages"),
+        params,
+        parse=partial(parse_message_page, source=source),
+        source=source,
+    )
+    oldest = page.frame.get_column("timestamp").min()
+    return None if oldest is None else float(oldest)  # type: ignore[arg-type]
 
 
 def _window_and_order_honoured(stamps: pl.Series, low: float, high: float) -> bool:

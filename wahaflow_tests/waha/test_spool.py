@@ -12,7 +12,8 @@ import polars as pl
 
 from wahaflow.waha.client import WahaClient
 from wahaflow.waha.fetch import ChunkFetch, fetch_account_stream
-from wahaflow.waha.spool import MANIFEST, Spool, open_spool, remove_expired, stream_to_spool
+from wahaflow.waha.paging import Window
+from wahaflow.waha.spool import MANIFEST, Spool, open_spool, remove_expired, split_older, stream_to_spool
 
 KEY = "spool-key"
 
@@ -32,7 +33,9 @@ def test_spool_holds_the_whole_stream_and_serves_each_chat_set(simulator_factory
     simulator = simulator_factory(chats=40, messages=300, engine="GOWS", api_key=KEY)
     requests, spool = _stream(simulator.url, tmp_path / "default")
     truth = simulator.account.ground_truth_messages()
-    assert spool.messages >= truth.height and spool.pages == requests  # boundary seconds read twice
+    assert spool.messages >= truth.height  # boundary seconds read twice
+    # Read by two readers over two spans of time: the pages, and one request for the oldest.
+    assert spool.readers == 2 and spool.pages + 1 == requests
     assert json.loads((tmp_path / "default" / MANIFEST).read_text())["until"] == spool.until
     chats = truth["chat_id"].unique().sort().to_list()
     first, second = chats[:15], chats[15:]
@@ -77,3 +80,23 @@ def test_expired_spools_are_removed(simulator_factory, tmp_path):
     assert open_spool(directory) is not None
     remove_expired(tmp_path, max_age=0)
     assert not directory.exists()
+
+
+def test_a_stream_of_one_page_is_read_by_one_reader_in_one_request(simulator_factory, tmp_path):
+    simulator = simulator_factory(chats=10, messages=40, engine="NOWEB", api_key=KEY)
+    requests, spool = _stream(simulator.url, tmp_path / "default", page_size=1000)
+    assert (requests, spool.readers, spool.pages) == (1, 1, 1)
+    assert spool.read(simulator.account.ground_truth_messages()["chat_id"].unique().to_list()).height == (
+        simulator.account.ground_truth_messages().height
+    )
+
+
+def test_the_older_rest_of_a_stream_is_split_into_adjoining_spans():
+    top = Window(low=1.0, high=1000.0)
+    older = split_older(top, 100.0, 3)
+    assert [(p.low, p.high) for p in older] == [(1.0, 399.0), (400.0, 699.0)]
+    assert (top.low, top.high) == (700.0, 1000.0)  # the first reader keeps the newest span
+    # Nothing to split: no message, a server that answered with a newer one, too few seconds.
+    for oldest in (None, 1000.0, 1200.0, 999.0):
+        top = Window(low=1.0, high=1000.0)
+        assert split_older(top, oldest, 3) == [] and top.low == 1.0
