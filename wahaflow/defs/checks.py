@@ -13,6 +13,7 @@ from wahaflow.defs.partitions import RANGE_END, RANGE_START, chat_chunks
 from wahaflow.warehouse import audits
 from wahaflow.warehouse.audits import AuditResult
 from wahaflow.warehouse.resource import PostgresResource
+from wahaflow.warehouse.statistics import wait_for_statistics
 
 
 def run_chunk_keys(context: dg.AssetCheckExecutionContext) -> list[str] | None:
@@ -103,6 +104,7 @@ def import_invariants(
     Dagster's bookkeeping than the audit itself)."""
     scope = run_chunk_keys(context)
     selected = context.selected_asset_check_keys
+    wait_for_statistics(postgres.url(), postgres.db_schema)  # the audits join the run's new rows
     with postgres.connect() as conn:
         for invariant in INVARIANTS:
             if invariant.key in selected:

@@ -28,6 +28,7 @@ import polars as pl
 from wahaflow.warehouse.loader import LoadResult, WriteMode
 from wahaflow.warehouse.reader import read_frame
 from wahaflow.warehouse.resource import PostgresResource
+from wahaflow.warehouse.statistics import analyze_grown_tables
 from wahaflow.warehouse.tables import PARTITION_COLUMN, TABLE_SPECS
 from wahaflow.warehouse.writes import TableWrite, TableWrites, write_all
 
@@ -73,6 +74,8 @@ class PostgresPolarsIOManager(dg.ConfigurableIOManager):
             results = write_all(
                 conn, schema, writes, partition_keys=keys, partition_column=partition_column, then=then
             )
+        # committed: the tables it grew are analyzed while Dagster records the output
+        analyze_grown_tables(self.postgres.url(), schema, results)
         context.add_output_metadata(_metadata(schema, writes, results, keys))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:

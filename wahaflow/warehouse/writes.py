@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import polars as pl
 import psycopg
-from psycopg import sql
 
 from wahaflow.warehouse.loader import LoadResult, WriteMode, load_frame
 
@@ -71,30 +70,4 @@ def write_all(
             )
         for step in then:
             step(conn, schema)
-        refresh_statistics(conn, schema, results)
     return results
-
-
-ANALYZE_MIN_ROWS = 10_000
-ANALYZE_SHARE = 0.2
-
-
-def refresh_statistics(conn: psycopg.Connection, schema: str, results: dict[str, LoadResult]) -> None:
-    """ANALYZE every table that the writes grew by at least `ANALYZE_SHARE` (and `ANALYZE_MIN_ROWS`).
-
-    Autovacuum analyzes a bulk-loaded table only later; until then the planner sees an empty or much
-    smaller table, and the checks that follow a chunk run (joins over the run's messages) pick nested
-    loops that take seconds instead of milliseconds.
-    """
-    for table, result in results.items():
-        if result.inserted < ANALYZE_MIN_ROWS:
-            continue
-        ident = sql.Identifier(schema, table)
-        row = conn.execute(
-            sql.SQL("SELECT reltuples FROM pg_class WHERE oid = {}::regclass").format(
-                sql.Literal(ident.as_string(conn))
-            )
-        ).fetchone()
-        estimate = float(row[0]) if row else -1.0
-        if estimate < 0 or result.inserted >= ANALYZE_SHARE * estimate:  # -1: never analyzed
-            conn.execute(sql.SQL("ANALYZE {}").format(ident))
