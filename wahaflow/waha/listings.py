@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from wahaflow.waha.client import WahaClient
+from wahaflow.waha.errors import WahaAuthError, WahaNotFound, WahaRequestError
 from wahaflow.waha.fetch import fetch_chats, fetch_contacts
 
 
@@ -29,6 +30,10 @@ class Listing:
     chats: pl.DataFrame
     contacts: pl.DataFrame
     rejects: pl.DataFrame
+
+
+PERMANENT_ERRORS = (WahaAuthError, WahaNotFound, WahaRequestError)
+"""Refusals that asking again cannot change (a bad key, an unknown session, a bad request)."""
 
 
 class ListingUnavailable(Exception):
@@ -63,7 +68,9 @@ def list_ahead(client: WahaClient, session: str) -> asyncio.Task[Listing]:
     def settle(done: asyncio.Task[Listing]) -> None:
         if done.cancelled():
             handed.set_exception(ListingUnavailable("the read-ahead was stopped"))
-        elif (error := done.exception()) is not None:
+        elif isinstance(error := done.exception(), PERMANENT_ERRORS):
+            handed.set_exception(error)  # asking again would only be refused again
+        elif error is not None:
             handed.set_exception(ListingUnavailable(f"{type(error).__name__}: {error}"))
         else:
             handed.set_result(done.result())
@@ -74,8 +81,8 @@ def list_ahead(client: WahaClient, session: str) -> asyncio.Task[Listing]:
 
 async def take_listing(client: WahaClient, session: str, *, max_age: float) -> Listing:
     """The listing read ahead for `session` on `client`'s server if one was started less than
-    `max_age` seconds ago (waiting for it if it is still under way, and asking WAHA if it failed);
-    else a listing asked for now."""
+    `max_age` seconds ago (waiting for it if it is still under way; asking WAHA again if it failed,
+    unless WAHA refused it for good: then with the same error); else a listing asked for now."""
     with _lock:
         entry = _ahead.pop((client.base_url, session), None)
     if entry is not None and time.monotonic() - entry[0] < max_age:

@@ -70,11 +70,23 @@ def test_a_listing_older_than_the_taker_accepts_is_asked_again(simulator_factory
     assert requests >= 2
 
 
-def test_a_failed_listing_is_asked_again_and_fails_for_the_taker(simulator_factory):
+def test_a_listing_refused_for_good_fails_for_the_taker_without_asking_again(simulator_factory):
     simulator = simulator_factory(chats=30, messages=200, api_key=KEY)
     _list_ahead_in_a_thread(simulator.url, "ghost")  # no such session
+    asked = simulator.stats.total
     with pytest.raises(WahaSessionNotFound):
         _take(simulator.url, "ghost")
+    assert simulator.stats.total == asked
+
+
+def test_a_listing_that_failed_otherwise_is_asked_again(simulator_factory):
+    simulator = simulator_factory(chats=30, messages=200, api_key=KEY, fault_routes=("chats",))
+    simulator.config.fault_rate = 1.0  # every chat listing fails, beyond the client's retries
+    simulator.config.fault_kinds = ("500",)
+    _list_ahead_in_a_thread(simulator.url, "default")
+    simulator.config.fault_rate = 0.0  # WAHA recovers before the discovery
+    taken, requests = _take(simulator.url, "default")
+    assert taken.chats.height == 30 and requests >= 2
 
 
 def test_a_listing_still_under_way_is_waited_for(simulator_factory):
