@@ -4,7 +4,8 @@
 the discovery of the same process then takes that listing (`take_listing`) instead of asking WAHA
 again: a round trip and two listings fewer on the sync's critical path. A listing is taken once, and
 only while younger than the age the taker accepts; a listing that failed, was dropped, or is too old
-is asked for again. Nothing else is kept: a discovery without a warm-up (from the UI, a sensor)
+is asked for again, except one WAHA refused for good (a bad key, an unknown session): the taker
+gets that refusal. Nothing else is kept: a discovery without a warm-up (from the UI, a sensor)
 always asks WAHA.
 """
 

@@ -40,9 +40,12 @@ def test_a_first_import_is_read_ahead_and_its_runs_read_the_spool(sync_env_facto
     # NOWEB: the account stream; WEBJS: every listed chat's history, chat by chat.
     env = sync_env_factory(engine=engine, chats=120, messages=900, chunk_size=40)
     (session,) = env.simulator.accounts
+    registry = "SELECT to_regclass('chats') IS NOT NULL"
+    assert env.execute(registry) == [(False,)]  # a warehouse never migrated: nothing was ever listed
     with SpoolWarmup(env.settings) as warmup:
         warmed = warmup.result()
         assert warmed.spooled == (session,) and warmed.error is None
+        assert env.execute(registry) == [(True,)]  # migrated by the warm-up, beside its requests
         spool = open_spool(warmup.group / session)
         assert spool is not None and spool.messages >= env.simulator.account.ground_truth_messages().height
         assert warmup.progress.messages == spool.messages  # what a progress display shows
