@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Skipped, bench_database_url, markdown_table
+from benchmarks.common import Skipped, bench_database_url, markdown_table, wait_for_quiet
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("client", "peers", "e2e", "loader", "sessions", "webhook")
@@ -90,6 +90,7 @@ def cpu_reference() -> float:
 
 def run_section(name: str, quick: bool) -> dict[str, Any]:
     """One section's result: rows, note (why it was skipped or failed), seconds, when."""
+    waited = wait_for_quiet()
     load = round(os.getloadavg()[0], 1)  # other work on the machine skews every number
     reference = cpu_reference()
     started = time.monotonic()
@@ -109,6 +110,7 @@ def run_section(name: str, quick: bool) -> dict[str, Any]:
         "ran_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_before": load,
         "cpu_reference_s": reference,
+        "waited_for_quiet_s": waited,
         "quick": quick,
     }
 
@@ -142,6 +144,8 @@ def render(results: dict[str, Any]) -> str:
         when = (
             f"{section['seconds']} s, {section['ran_at']}, load average {section.get('load_before')} before"
         )
+        if section.get("waited_for_quiet_s"):
+            when += f" (after {section['waited_for_quiet_s']} s waiting for a quiet machine)"
         if section.get("cpu_reference_s") is not None:
             when += f", CPU reference {section['cpu_reference_s']} s (a fixed Python loop; lower is faster)"
         parts.append(f"## {name}\n\n_{when}_")

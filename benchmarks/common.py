@@ -185,11 +185,41 @@ with open(sys.argv[1], "w") as out:
 """
 
 
+QUIET_BUSY_SHARE = 0.25
+QUIET_MAX_WAIT_S = 60.0
+
+
+def _busy_share(seconds: float) -> float:
+    """The share of all CPUs' time spent busy over the next `seconds` (from /proc/stat)."""
+
+    def times() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # all, idle + iowait
+
+    total_before, idle_before = times()
+    time.sleep(seconds)
+    total, idle = times()
+    return 1.0 - (idle - idle_before) / max(1, total - total_before)
+
+
+def wait_for_quiet(window_s: float = 1.0) -> float:
+    """Wait until the machine is quiet (under `QUIET_BUSY_SHARE` busy over `window_s`), at most
+    `QUIET_MAX_WAIT_S`: what ran before (another tool's tail, Postgres writing back what it loaded)
+    must not be measured against what runs next. Returns the seconds waited."""
+    started = time.monotonic()
+    with suppress(OSError):  # no /proc/stat: do not wait
+        while time.monotonic() - started < QUIET_MAX_WAIT_S and _busy_share(window_s) > QUIET_BUSY_SHARE:
+            pass
+    return round(time.monotonic() - started, 1)
+
+
 def run_measured(
     cmd: Sequence[str | Path], *, env: dict[str, str] | None = None, timeout: float = 600.0
 ) -> Measured:
-    """Run `cmd` (in its own process group, killed whole at `timeout`): wall and CPU time and peak
-    resident memory of that process (and the descendants it waited for), measured with `wait4`."""
+    """Run `cmd` (in its own process group, killed whole at `timeout`), once the machine is quiet
+    (`wait_for_quiet`): wall and CPU time and peak resident memory of that process (and the
+    descendants it waited for), measured with `wait4`."""
+    wait_for_quiet()
     with (
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
