@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from wahaflow.waha.client import WahaClient
+from wahaflow.waha.errors import WahaError
 from wahaflow.waha.fetch import ChunkFetch, fetch_account_stream
 from wahaflow.waha.paging import Window
 from wahaflow.waha.spool import MANIFEST, Spool, open_spool, remove_expired, split_older, stream_to_spool
@@ -100,3 +102,23 @@ def test_the_older_rest_of_a_stream_is_split_into_adjoining_spans():
     for oldest in (None, 1000.0, 1200.0, 999.0):
         top = Window(low=1.0, high=1000.0)
         assert split_older(top, oldest, 3) == [] and top.low == 1.0
+
+
+def test_a_reader_that_fails_for_good_stops_the_others_and_leaves_no_spool(simulator_factory, tmp_path):
+    simulator = simulator_factory(
+        chats=40, messages=300, engine="NOWEB", api_key=KEY, fault_routes=("messages",), fault_seed=3
+    )
+    directory = tmp_path / "default"
+
+    async def run() -> tuple[int, set[asyncio.Task]]:
+        async with WahaClient(simulator.url, KEY, max_attempts=1) as client:
+            simulator.config.fault_kinds = ("500",)
+            simulator.config.fault_rate = 0.2  # no retries: the first fault fails its reader
+            with pytest.raises(WahaError):
+                await stream_to_spool(client, "default", directory, until=int(time.time()) - 1, page_size=20)
+            return client.stats.requests, asyncio.all_tasks() - {asyncio.current_task()}
+
+    requests, left = asyncio.run(run())
+    assert requests > 2  # the stream was split before the fault
+    assert not left  # the other reader was cancelled, not left running
+    assert open_spool(directory) is None and not list(directory.glob("page-*.parquet"))
