@@ -144,7 +144,7 @@ def render(results: dict[str, Any]) -> str:
         when = (
             f"{section['seconds']} s, {section['ran_at']}, load average {section.get('load_before')} before"
         )
-        if section.get("waited_for_quiet_s"):
+        if (section.get("waited_for_quiet_s") or 0) > 1.5:  # one 1 s look is always taken
             when += f" (after {section['waited_for_quiet_s']} s waiting for a quiet machine)"
         if section.get("cpu_reference_s") is not None:
             when += f", CPU reference {section['cpu_reference_s']} s (a fixed Python loop; lower is faster)"
