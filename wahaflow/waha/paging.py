@@ -139,15 +139,7 @@ async def fetch_chat_messages(
     limit = page_size
     while part.low <= part.high:
         low, high = part.low, part.high
-        params = {
-            "sortBy": "timestamp",
-            "sortOrder": "desc",
-            "limit": limit,
-            "offset": 0,
-            "downloadMedia": "false",
-            "filter.timestamp.gte": _param(low),
-            "filter.timestamp.lte": _param(high),
-        }
+        params = _history_params("desc", limit, low, high)
         try:
             page = await client.get(path, params, parse=parse, source=source, call=call)
         except WahaEmptyWindowCrash:
@@ -190,23 +182,28 @@ async def oldest_timestamp(client: WahaClient, session: str, chat_id: str, *, un
     message, oldest first), or None when there is none. A server that ignores `sortOrder` answers
     with a newer one: then the answer is only too late, never wrong for a split."""
     source = f"GET /api/{session}/chats/{chat_id}/messages"
-    params = {
-        "sortBy": "timestamp",
-        "sortOrder": "asc",
-        "limit": 1,
-        "offset": 0,
-        "downloadMedia": "false",
-        "filter.timestamp.gte": 1,
-        "filter.timestamp.lte": _param(until),
-    }
     page = await client.get(
         client.path("api", session, "chats", chat_id, "messages"),
-        params,
+        _history_params("asc", 1, 1, until),
         parse=partial(parse_message_page, source=source),
         source=source,
     )
     oldest = page.frame.get_column("timestamp").min()
     return None if oldest is None else float(oldest)  # type: ignore[arg-type]
+
+
+def _history_params(order: str, limit: int, low: float, high: float) -> dict[str, str | int | float]:
+    """The query of one history page: `limit` messages with `low <= timestamp <= high`, by time in
+    `order` ("desc": newest first), without media."""
+    return {
+        "sortBy": "timestamp",
+        "sortOrder": order,
+        "limit": limit,
+        "offset": 0,
+        "downloadMedia": "false",
+        "filter.timestamp.gte": _param(low),
+        "filter.timestamp.lte": _param(high),
+    }
 
 
 def _window_and_order_honoured(stamps: pl.Series, low: float, high: float) -> bool:
