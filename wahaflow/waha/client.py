@@ -389,6 +389,9 @@ class WahaClient:
         if call is not None:
             call.requests += 1
         content = await self._attempt(url, source)
+        # The slot this request held goes to the next request before this one's page is parsed:
+        # one turn of the event loop lets a waiting request be sent first.
+        await asyncio.sleep(0)
         if len(content) > _THREAD_PARSE_BYTES:
             return await asyncio.to_thread(parser, content)
         return parser(content)

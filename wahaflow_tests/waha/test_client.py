@@ -239,6 +239,25 @@ def test_concurrency_limit_and_keep_alive(fake: FakeWaha) -> None:
     assert client.stats.requests == 24 and client.stats.bytes_received > 0
 
 
+def test_a_freed_slot_sends_the_next_request_before_the_page_is_parsed(fake: FakeWaha) -> None:
+    """With every slot taken, a finished request's slot goes to a waiting request at once: the
+    waiting request is on the wire while the finished one's page is still being parsed."""
+    one_chat(fake, n=1)
+    sent_when_parsed: list[int] = []
+
+    async def job(client: WahaClient) -> list[Any]:
+        def parse(content: bytes) -> bytes:
+            sent_when_parsed.append(client.stats.requests)
+            return content
+
+        path = client.path("api", "default", "chats", CHAT, "messages")
+        return await asyncio.gather(*(client.get(path, {"limit": 1}, parse=parse) for _ in range(3)))
+
+    _, client = run(fake, job, concurrency=1)
+    assert client.stats.requests == 3
+    assert sent_when_parsed == [2, 3, 3]  # the first two pages were parsed after the next was sent
+
+
 def test_lists_are_paged_deduplicated_and_always_limited(fake: FakeWaha) -> None:
     fake.chat_items = [
         {"id": f"1415555{i:04d}@s.whatsapp.net", "conversationTimestamp": NOW} for i in range(120)
