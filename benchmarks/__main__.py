@@ -25,7 +25,17 @@ from benchmarks.common import Skipped, bench_database_url, markdown_table, wait_
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("client", "peers", "e2e", "loader", "sessions", "webhook")
-SUMMARY_COLUMNS = ("tool", "case", "wall s", "messages/s", "requests", "peak MB", "correct", "x wahaflow")
+SUMMARY_COLUMNS = (
+    "tool",
+    "case",
+    "wall s",
+    "wall range s",
+    "messages/s",
+    "requests",
+    "peak MB",
+    "correct",
+    "x wahaflow",
+)
 
 
 @cache
@@ -153,7 +163,10 @@ def render(results: dict[str, Any]) -> str:
             parts.append(section["note"])
         if section["rows"]:
             parts.append(markdown_table(section["rows"]))
-    parts.append("## summary\n\n`x wahaflow`: wall time relative to `wahaflow sync` on the same case.")
+    parts.append(
+        "## summary\n\n`x wahaflow`: wall time relative to `wahaflow sync` on the same case. `wall s`: the"
+        " median of 3 runs when a run takes under 30 s (`wall range s`: the fastest and slowest), else one."
+    )
     parts.append(markdown_table(results["summary"], SUMMARY_COLUMNS))
     return "\n\n".join(parts) + "\n"
 

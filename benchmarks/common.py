@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cache
@@ -568,6 +568,35 @@ def measured_fields(
         "correct": check["correct"],
         "note": check["check"],
     }
+
+
+REPEATS = 3
+REPEAT_UNDER_S = 30.0
+"""A run that takes under `REPEAT_UNDER_S` is repeated up to `REPEATS` runs in all, for every tool
+alike, and the run of the median wall time is reported (the issue's own figures are medians of 2-3
+runs): on this VM one run can be a fifth faster or slower than the next. Longer runs run once."""
+
+
+def median_run(run_once: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The row of the median wall time of up to `REPEATS` calls of `run_once` (each one measured run
+    into a fresh database or schema, checked against the ground truth); repeated only while every
+    run is correct and the first took under `REPEAT_UNDER_S`. A failed or incorrect run is the row
+    reported. `runs` and `wall range s` say how many ran and how far apart they were."""
+    rows = [run_once()]
+    while len(rows) < REPEATS and _repeatable(rows):
+        rows.append(run_once())
+    failed = [r for r in rows if not r.get("correct")]
+    walls = sorted(r["wall s"] for r in rows if isinstance(r.get("wall s"), int | float))
+    chosen = failed[0] if failed else sorted(rows, key=lambda r: r["wall s"])[len(rows) // 2]
+    extra: dict[str, Any] = {"runs": len(rows)} if walls else {}
+    if len(walls) > 1:
+        extra["wall range s"] = f"{walls[0]:.2f}-{walls[-1]:.2f}"
+    return chosen | extra
+
+
+def _repeatable(rows: Sequence[dict[str, Any]]) -> bool:
+    first = rows[0].get("wall s")
+    return all(r.get("correct") for r in rows) and isinstance(first, int | float) and first < REPEAT_UNDER_S
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@
 They run from their own virtualenv `.peers-venv` (created here on first use from
 `../shared/peers/requirements.txt`), each into its own fresh schema (dropped after the check), as
 child processes measured like `wahaflow sync` in section `e2e`: wall time of the process, requests
-the simulator answered, peak resident memory, and the stored rows against the ground truth.
-The scripts are run, never copied.
+the simulator answered, peak resident memory, and the stored rows against the ground truth; a run
+under 30 s is repeated and the median one reported, as for wahaflow (`common.median_run`). The
+scripts are run, never copied.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from benchmarks.common import (
     check_warehouse,
     child_env,
     measured_fields,
+    median_run,
     run_measured,
     temp_schema,
     timed_out_fields,
@@ -113,7 +115,7 @@ def run(pg_url: str, quick: bool = False) -> list[dict[str, Any]]:
             for latency in (lat for p, lat in cases if p == preset):
                 sim.set_latency(latency)
                 for tool in TOOLS:
-                    rows.append(run_tool(tool, sim, pg_url))
+                    rows.append(median_run(lambda tool=tool: run_tool(tool, sim, pg_url)))
                     r = rows[-1]
                     print(
                         f"  peers {r['case']} {tool}: {r.get('wall s', '-')} s, correct {r.get('correct')}",
