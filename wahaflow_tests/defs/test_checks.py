@@ -85,3 +85,15 @@ def test_checks_fail_on_overlapping_sessions(sync_env_factory):
     assert not evaluations["sessions_do_not_overlap"].passed
     assert evaluations["session_counts_add_up"].passed  # the others still ran and passed
     assert not result.success  # the checks are blocking: a failed one fails its run
+
+
+def test_an_audit_that_cannot_run_fails_the_checks_step(sync_env_factory):
+    """The audits run concurrently; one that errors fails the step (no verdict is made up)."""
+    env = sync_env_factory(chats=30, messages=300)
+    assert env.sync().ok
+    env.execute("ALTER TABLE sessions RENAME TO sessions_elsewhere")
+    result = checks_run(env)
+    assert not result.success
+    assert result.get_asset_check_evaluations() == []
+    (failure,) = result.get_step_failure_events()
+    assert "sessions" in str(failure.step_failure_data.error)
