@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from wahaflow.waha.client import WahaClient
+from wahaflow.waha.client import _THREAD_PARSE_BYTES, WahaClient
 from wahaflow.waha.errors import (
     WahaAuthError,
     WahaNotFound,
@@ -256,6 +257,34 @@ def test_a_freed_slot_sends_the_next_request_before_the_page_is_parsed(fake: Fak
     _, client = run(fake, job, concurrency=1)
     assert client.stats.requests == 3
     assert sent_when_parsed == [2, 3, 3]  # the first two pages were parsed after the next was sent
+
+
+def test_big_pages_are_parsed_off_the_event_loop_one_at_a_time(fake: FakeWaha) -> None:
+    """Pages over `_THREAD_PARSE_BYTES` are parsed in a worker thread, never two at once (the JSON
+    reader briefly holds several times a page's size)."""
+    one_chat(fake, n=2_000)
+    parsing = {"now": 0, "most": 0, "threads": set()}
+    lock = threading.Lock()
+
+    def parse(content: bytes) -> int:
+        assert len(content) > _THREAD_PARSE_BYTES
+        with lock:
+            parsing["now"] += 1
+            parsing["most"] = max(parsing["most"], parsing["now"])
+            parsing["threads"].add(threading.current_thread().name)
+        time.sleep(0.05)
+        with lock:
+            parsing["now"] -= 1
+        return len(content)
+
+    async def job(client: WahaClient) -> list[int]:
+        path = client.path("api", "default", "chats", CHAT, "messages")
+        return await asyncio.gather(*(client.get(path, {"limit": 2_000}, parse=parse) for _ in range(4)))
+
+    sizes, _ = run(fake, job, concurrency=4)
+    assert len(sizes) == 4
+    assert parsing["most"] == 1
+    assert threading.main_thread().name not in parsing["threads"]
 
 
 def test_lists_are_paged_deduplicated_and_always_limited(fake: FakeWaha) -> None:
