@@ -11,8 +11,9 @@ chunk (`next_run_size`). A failed run names its chunks and how to re-run just th
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def run_sync(
     with contextlib.ExitStack() as stack:
         if warmup is None:
             warmup = stack.enter_context(SpoolWarmup(settings, full=full))
+        stack.enter_context(_loaded_heap_set_aside())
         return _sync(
             settings, instance, full, defs or _load_definitions(), console or Console(stderr=True), warmup
         )
@@ -210,6 +212,18 @@ def _sync(
     return report
 
 
+@contextlib.contextmanager
+def _loaded_heap_set_aside() -> Iterator[None]:
+    """Within the block, the heap loaded so far (Dagster, the definitions, the instance) is set aside
+    from the cyclic garbage collector (`gc.freeze`), so that the collection after each run
+    (`_execute`) walks only what that run left: about 2 ms instead of 130."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _follow_read_ahead(warmup: SpoolWarmup, console: Console) -> None:
     """A progress line while the warm-up is still reading ahead (the chunk runs wait for it)."""
     columns = (TextColumn("[bold]Reading ahead"), TextColumn("{task.fields[read]}"), TimeElapsedColumn())
@@ -278,12 +292,19 @@ def _execute(
         instance=instance, tags=tags, run_config=run_config or QUIET, raise_on_error=False
     )
     if not result.success:
-        return RunOutcome(result.run_id, error=_failure_message(result))
-    return RunOutcome(
-        result.run_id,
-        messages_fetched=_metadata_value(result, "messages_fetched"),
-        waha_requests=_metadata_value(result, "waha_requests"),
-    )
+        outcome = RunOutcome(result.run_id, error=_failure_message(result))
+    else:
+        outcome = RunOutcome(
+            result.run_id,
+            messages_fetched=_metadata_value(result, "messages_fetched"),
+            waha_requests=_metadata_value(result, "waha_requests"),
+        )
+    # The run's frames stay in reference cycles of Dagster's step context until the cyclic collector
+    # next walks its oldest generation, which may be many runs later: a sync of a 1,000,000 message
+    # account grew about 15 MB a run without this collection.
+    del result
+    gc.collect()
+    return outcome
 
 
 def print_report(report: SyncReport, console: Console) -> None:

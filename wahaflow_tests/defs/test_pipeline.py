@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import dagster as dg
@@ -10,9 +11,11 @@ import pytest
 
 from wahaflow import schemas
 from wahaflow.defs.partitions import BACKFILL_TAG, partition_tags
+from wahaflow.orchestrate import sync
 from wahaflow.simulator.account import GROUND_TRUTH_MESSAGE_COLUMNS
 from wahaflow.waha import client as waha_client
 from wahaflow.waha.client import ServerVersion
+from wahaflow.warehouse.writes import TableWrites
 from wahaflow_tests.test_sessions import derive_sessions_reference
 
 GAP = 30 * 60
@@ -248,10 +251,8 @@ def test_sync_takes_more_chunks_per_run_once_they_turn_out_light(sync_env_factor
 
 
 def test_every_run_is_sized_by_the_messages_spooled_per_chunk(sync_env_factory, monkeypatch):
-    from wahaflow.orchestrate import sync as sync_module
-
     monkeypatch.setenv("WAHAFLOW_STREAM_MIN_CHATS", "10")
-    monkeypatch.setattr(sync_module, "MESSAGES_PER_RUN", 200)
+    monkeypatch.setattr(sync, "MESSAGES_PER_RUN", 200)
     env = sync_env_factory(chats=120, messages=900, chunk_size=10)  # 12 chunks, 2 per run configured
     assert env.sync().ok
     assert_matches_ground_truth(env)
@@ -271,3 +272,34 @@ def test_every_run_is_sized_by_the_messages_spooled_per_chunk(sync_env_factory, 
         assert len(chunks) <= 8
         assert len(chunks) == 1 or sum(per_chunk.get(k, 0) for k in chunks) <= 200, chunks
     assert len(ranges[0]) > 2  # the first run too (without the warm-up's spool: the setting, 2)
+
+
+def test_no_run_of_a_sync_keeps_the_frames_of_an_earlier_run(sync_env_factory, monkeypatch):
+    """A run's frames are gone before the next run makes its own: they sit in reference cycles of
+    Dagster's step context, which the sync collects after every run, and Dagster's check records
+    must not keep a step context alive (`checks._compile_check_records`)."""
+    env = sync_env_factory(chats=80, messages=600)  # 4 chunks
+    monkeypatch.setattr(sync, "MESSAGES_PER_RUN", 150)  # a run or more per chunk
+
+    def table_writes_alive() -> int:
+        return sum(isinstance(o, TableWrites) for o in gc.get_objects())
+
+    alive_at_start: list[int] = []
+    execute = sync._execute
+
+    def observed(*args, **kwargs):
+        alive_at_start.append(table_writes_alive())
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(sync, "_execute", observed)
+    gc.collect()
+    gc.disable()  # only the sync's own collections
+    try:
+        report = env.sync()
+        assert report.ok and len(report.chunks_run) == 4
+        assert len(alive_at_start) >= 3  # the discovery and at least two chunk runs
+        assert alive_at_start == [0] * len(alive_at_start)
+        assert table_writes_alive() == 0
+        assert gc.get_freeze_count() == 0  # the heap set aside during the sync is back
+    finally:
+        gc.enable()
