@@ -68,6 +68,7 @@ T = TypeVar("T")
 # a time (Polars' JSON reader holds about 9 times the page's size while it parses: a 10,000 message
 # page of 6 MB briefly takes 50 MB).
 _THREAD_PARSE_BYTES = 256 * 1024
+_NO_STREAM = httpx.ByteStream(b"")
 _NOT_WORKING = re.compile(r"session status is not as expected", re.IGNORECASE)
 _SESSION_404 = re.compile(r"session", re.IGNORECASE)
 _WEBJS_EMPTY_WINDOW = re.compile(r"Cannot read propert(?:y|ies) of undefined \(reading 't'\)")
@@ -425,6 +426,9 @@ class WahaClient:
                 detail = str(exc) or "connection failed"
                 raise WahaTransientError(f"{source}: {type(exc).__name__}: {detail}", source=source) from exc
         content = response.content
+        # httpx's response and its stream refer to each other: the pair, and the body with it
+        # (6 MB for a page of 10,000 messages), would wait for the collector's oldest generation.
+        response.stream = _NO_STREAM
         self.stats.bytes_received += len(content)
         status = response.status_code
         if 200 <= status < 300:

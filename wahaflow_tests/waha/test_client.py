@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from wahaflow.waha.client import _THREAD_PARSE_BYTES, WahaClient
@@ -285,6 +287,26 @@ def test_big_pages_are_parsed_off_the_event_loop_one_at_a_time(fake: FakeWaha) -
     assert len(sizes) == 4
     assert parsing["most"] == 1
     assert threading.main_thread().name not in parsing["threads"]
+
+
+def test_a_response_is_freed_as_soon_as_its_body_is_read(fake: FakeWaha) -> None:
+    """No request leaves a reference cycle behind: its body would stay in memory until the garbage
+    collector's next pass over the oldest generation (on a 1,000,000 message stream, ~150 MB)."""
+    one_chat(fake, n=500)
+
+    async def job(client: WahaClient) -> list[Any]:
+        path = client.path("api", "default", "chats", CHAT, "messages")
+        pages = await asyncio.gather(*(client.get(path, {"limit": 500}) for _ in range(3)))
+        return [len(page) for page in pages]
+
+    gc.collect()
+    gc.disable()  # a cycle would stay visible
+    try:
+        sizes, _ = run(fake, job)
+        assert sizes == [500, 500, 500]
+        assert [o for o in gc.get_objects() if isinstance(o, httpx.Response)] == []
+    finally:
+        gc.enable()
 
 
 def test_lists_are_paged_deduplicated_and_always_limited(fake: FakeWaha) -> None:
