@@ -13,7 +13,9 @@ Every request goes through `WahaClient.get`:
 - 401/403 raise `WahaAuthError` at once, a 404 for the session `WahaSessionNotFound`, other 404
   `WahaNotFound`, other 4xx `WahaRequestError`: never retried;
 - the response body is parsed inside the retry loop, so a body that does not parse is retried too;
-  the first attempt skips the retry machinery (tenacity) entirely, which only starts after a failure.
+  the first attempt skips the retry machinery (tenacity) entirely, which only starts after a failure;
+- a finished request's slot goes to the next waiting request before its body is parsed; bodies over
+  256 KB are parsed in a worker thread, one at a time, and a body is freed as soon as it is parsed.
 
 `stats` counts requests sent, retries and bytes received, for run metadata and benchmarks.
 """
@@ -68,7 +70,7 @@ T = TypeVar("T")
 # a time (Polars' JSON reader holds about 9 times the page's size while it parses: a 10,000 message
 # page of 6 MB briefly takes 50 MB).
 _THREAD_PARSE_BYTES = 256 * 1024
-_NO_STREAM = httpx.ByteStream(b"")
+_NO_STREAM = httpx.ByteStream(b"")  # what a response keeps once its body is read (see `_attempt`)
 _NOT_WORKING = re.compile(r"session status is not as expected", re.IGNORECASE)
 _SESSION_404 = re.compile(r"session", re.IGNORECASE)
 _WEBJS_EMPTY_WINDOW = re.compile(r"Cannot read propert(?:y|ies) of undefined \(reading 't'\)")
