@@ -127,9 +127,7 @@ def audit_concurrently(
         with postgres.connect() as conn:
             return invariant.audit(conn, postgres.db_schema, scope)
 
-    if len(invariants) < 2:
-        return [audit(i) for i in invariants]
-    with ThreadPoolExecutor(len(invariants), thread_name_prefix="wahaflow-audit") as pool:
+    with ThreadPoolExecutor(max(1, len(invariants)), thread_name_prefix="wahaflow-audit") as pool:
         return list(pool.map(audit, invariants))
 
 
